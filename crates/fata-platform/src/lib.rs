@@ -1,0 +1,206 @@
+//! The contract between Fata's runtime and a target.
+//!
+//! This crate sits below everything else an app touches. It defines
+//! - the **device traits** an app programs against ([`Console`], [`Clock`], [`Random`], [`Net`],
+//!   [`Block`], [`Kv`]), re-exported by the `fata` crate;
+//! - the **[`Platform`] trait** that each target (`fata-unix`, `fata-hvt`) implements once: clocks,
+//!   console, entropy, `yield_until(deadline)`, exit, arguments and the configured devices.
+//!
+//! The `fata` crate picks exactly one platform at build time and builds its executor on top of it, so
+//! the same app source runs as a Linux process and as a unikernel.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// What a device call can fail with. Small and `Copy` so it costs nothing on the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceError {
+    /// Nothing to do right now (no frame waiting, ring full): wait for readiness and retry.
+    WouldBlock,
+    /// An argument is out of range or malformed (a length that is not a whole number of sectors).
+    InvalidArgument,
+    /// The request reaches past the end of the device.
+    OutOfRange,
+    /// The device is read-only.
+    ReadOnly,
+    /// The key or entry does not exist.
+    NotFound,
+    /// The device does not do this.
+    Unsupported,
+    /// The host reported an I/O failure.
+    Io,
+}
+
+impl fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DeviceError::WouldBlock => "operation would block",
+            DeviceError::InvalidArgument => "invalid argument",
+            DeviceError::OutOfRange => "request is past the end of the device",
+            DeviceError::ReadOnly => "device is read-only",
+            DeviceError::NotFound => "not found",
+            DeviceError::Unsupported => "not supported by this device",
+            DeviceError::Io => "I/O error on the host",
+        })
+    }
+}
+
+impl core::error::Error for DeviceError {}
+
+/// A set of device readiness bits, one per device handle (as Solo5's `solo5_handle_set_t`).
+///
+/// A platform gives each device that can become ready (a network interface) one bit; `yield_until`
+/// returns the bits of the devices that have input waiting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadySet(pub u64);
+
+impl ReadySet {
+    /// The empty set.
+    pub const EMPTY: ReadySet = ReadySet(0);
+
+    /// The set holding only device `handle` (0..64).
+    pub const fn single(handle: u32) -> ReadySet {
+        ReadySet(1u64 << (handle & 63))
+    }
+
+    /// Whether no bit is set.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether the two sets share a bit.
+    pub const fn intersects(self, other: ReadySet) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// The union of two sets.
+    pub const fn union(self, other: ReadySet) -> ReadySet {
+        ReadySet(self.0 | other.0)
+    }
+}
+
+/// Text output: the unikernel's serial console, a process's stdout.
+pub trait Console {
+    /// Writes all of `bytes`; console output is never lost or reordered.
+    fn write(&self, bytes: &[u8]);
+}
+
+/// Time as the platform measures it.
+pub trait Clock {
+    /// Nanoseconds on a monotonic clock that starts near zero at boot and never goes back.
+    fn monotonic_ns(&self) -> u64;
+    /// Nanoseconds since the Unix epoch (UTC) according to the host; may jump.
+    fn wall_clock_ns(&self) -> u64;
+}
+
+/// Entropy for keys, ports and DNS IDs.
+pub trait Random {
+    /// Fills `buf` with unpredictable bytes.
+    fn fill(&self, buf: &mut [u8]);
+}
+
+/// An Ethernet interface that moves frames in batches.
+///
+/// Receiving hands out up to `max` frames in one call; transmitting queues frames that `flush` hands
+/// to the host together, so a unikernel pays one exit per batch rather than one per frame.
+pub trait Net {
+    /// The interface's MAC address.
+    fn mac(&self) -> [u8; 6];
+    /// The largest Ethernet payload (without the 14-byte header) a frame may carry.
+    fn mtu(&self) -> usize;
+    /// The readiness bit(s) that `yield_until` sets when frames are waiting.
+    fn readiness(&self) -> ReadySet;
+    /// Calls `on_frame` with each waiting frame, at most `max` of them; returns how many it handed
+    /// out, 0 when none was waiting.
+    fn receive(
+        &mut self,
+        max: usize,
+        on_frame: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, DeviceError>;
+    /// Queues one frame of `len` bytes that `fill` writes in place. `WouldBlock` when the transmit
+    /// queue is full: flush and retry.
+    fn transmit(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> Result<(), DeviceError>;
+    /// Hands all queued frames to the host.
+    fn flush(&mut self) -> Result<(), DeviceError>;
+}
+
+/// A block device: fixed-size sectors, read and written several at a time.
+pub trait Block {
+    /// Bytes per sector (512 or 4096).
+    fn sector_size(&self) -> u32;
+    /// Number of sectors.
+    fn capacity(&self) -> u64;
+    /// Whether writes are refused.
+    fn read_only(&self) -> bool;
+    /// Reads `buf.len() / sector_size` sectors starting at `sector`; `buf.len()` must be a whole
+    /// number of sectors.
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DeviceError>;
+    /// Writes whole sectors starting at `sector`.
+    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DeviceError>;
+    /// Makes earlier writes durable.
+    fn flush(&mut self) -> Result<(), DeviceError>;
+}
+
+/// A read-only key-value store: a directory on unix, data carried in the image on hvt.
+pub trait Kv {
+    /// Every key in the store, sorted.
+    fn list(&self) -> Result<Vec<String>, DeviceError>;
+    /// The size in bytes of the value under `key`.
+    fn size(&self, key: &str) -> Result<u64, DeviceError>;
+    /// Reads from the value under `key` at `offset` into `buf`; returns the bytes read (0 at the end).
+    fn read(&self, key: &str, offset: u64, buf: &mut [u8]) -> Result<usize, DeviceError>;
+    /// The whole value under `key`.
+    fn get(&self, key: &str) -> Result<Vec<u8>, DeviceError> {
+        let size = usize::try_from(self.size(key)?).map_err(|_| DeviceError::OutOfRange)?;
+        let mut value = alloc::vec![0; size];
+        let mut done = 0;
+        while done < size {
+            let n = self.read(key, done as u64, &mut value[done..])?;
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        value.truncate(done);
+        Ok(value)
+    }
+}
+
+/// A device the host configured for the app, with the name it was given (`--net service=tap0`).
+pub enum Device {
+    /// A network interface.
+    Net(String, Box<dyn Net>),
+    /// A block device.
+    Block(String, Box<dyn Block>),
+    /// A read-only key-value store.
+    Kv(String, Box<dyn Kv>),
+}
+
+/// What a target provides to the runtime. Exactly one implementation is linked into an app.
+///
+/// All functions are associated (no `self`): a program has one platform, set up before `main`.
+pub trait Platform {
+    /// Nanoseconds on the monotonic clock.
+    fn monotonic_ns() -> u64;
+    /// Nanoseconds since the Unix epoch.
+    fn wall_clock_ns() -> u64;
+    /// Writes to the console.
+    fn console_write(bytes: &[u8]);
+    /// Fills `buf` with entropy.
+    fn random_fill(buf: &mut [u8]);
+    /// Blocks until a device in `interest` has input or the monotonic clock reaches `deadline_ns`
+    /// (forever when `None`), then returns the devices that are ready. May return early and empty.
+    fn yield_until(interest: ReadySet, deadline_ns: Option<u64>) -> ReadySet;
+    /// Ends the program with `status` (0 is success).
+    fn exit(status: i32) -> !;
+    /// The app's arguments, without the program name.
+    fn args() -> Vec<String>;
+    /// The devices the host configured; the first call takes them all, later calls get none.
+    fn take_devices() -> Vec<Device>;
+}
