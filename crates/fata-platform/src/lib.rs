@@ -186,6 +186,8 @@ pub enum Device {
 ///
 /// All functions are associated (no `self`): a program has one platform, set up before `main`.
 pub trait Platform {
+    /// Prepares the platform before the app runs (signal handling, panic reporting). Called once.
+    fn init() {}
     /// Nanoseconds on the monotonic clock.
     fn monotonic_ns() -> u64;
     /// Nanoseconds since the Unix epoch.

@@ -1,0 +1,173 @@
+//! Fata's unix target: the [`Platform`] hooks and devices over Linux.
+//!
+//! An app built without `--cfg fata_target="hvt"` links this crate and runs as an ordinary process:
+//! the console is stdout, clocks are `clock_gettime`, `yield_until` is `ppoll(2)` over the devices'
+//! file descriptors, a network interface is a tap device, a block device is a file and a key-value
+//! store is a directory.
+//!
+//! Devices come from environment variables that `fata run --target unix` sets from its options, one
+//! variable per kind, each a comma-separated list of `NAME=VALUE`:
+//! `FATA_NET="service=tap0"`, `FATA_BLOCK="storage=disk.img"`, `FATA_KV="data=./site"`.
+
+mod block;
+mod kv;
+mod tap;
+
+use std::io::Write;
+use std::os::fd::RawFd;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use fata_platform::{Device, Platform, ReadySet};
+
+pub use block::FileBlock;
+pub use kv::DirKv;
+pub use tap::Tap;
+
+/// The unix platform: one per process.
+pub struct Unix;
+
+/// The instant the monotonic clock counts from.
+fn boot() -> Instant {
+    static BOOT: OnceLock<Instant> = OnceLock::new();
+    *BOOT.get_or_init(Instant::now)
+}
+
+/// File descriptors `yield_until` watches, with the readiness bit of each.
+static WATCHED: Mutex<Vec<(ReadySet, RawFd)>> = Mutex::new(Vec::new());
+
+impl Platform for Unix {
+    fn init() {
+        boot();
+        // SAFETY: setting SIGPIPE to SIG_IGN is async-signal-safe and affects no Rust state; a write
+        // to a closed socket then fails with EPIPE instead of killing the process.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+        std::panic::set_hook(Box::new(|info| {
+            let location = info
+                .location()
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+                .unwrap_or_else(|| "an unknown location".into());
+            let message = info
+                .payload_as_str()
+                .unwrap_or("(a panic payload that is not a string)");
+            let _ = std::io::stdout().flush();
+            eprintln!("panicked at {location}:\n{message}");
+            // A panic ends the program, as it does on hvt where panics abort.
+            std::process::exit(101);
+        }));
+    }
+
+    fn monotonic_ns() -> u64 {
+        u64::try_from(boot().elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn wall_clock_ns() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+
+    fn console_write(bytes: &[u8]) {
+        let mut out = std::io::stdout().lock();
+        // Console output has nowhere else to go; a closed stdout is not worth ending the app for.
+        let _ = out.write_all(bytes).and_then(|()| out.flush());
+    }
+
+    fn random_fill(buf: &mut [u8]) {
+        getrandom::fill(buf).expect("the kernel's getrandom(2) failed");
+    }
+
+    fn yield_until(interest: ReadySet, deadline_ns: Option<u64>) -> ReadySet {
+        let watched: Vec<(ReadySet, RawFd)> = WATCHED
+            .lock()
+            .map(|w| w.iter().copied().filter(|(bit, _)| bit.intersects(interest)).collect())
+            .unwrap_or_default();
+        let mut fds: Vec<libc::pollfd> = watched
+            .iter()
+            .map(|&(_, fd)| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
+            .collect();
+        let timeout = deadline_ns.map(|deadline| {
+            let wait = deadline.saturating_sub(Self::monotonic_ns());
+            libc::timespec {
+                tv_sec: (wait / 1_000_000_000) as libc::time_t,
+                tv_nsec: (wait % 1_000_000_000) as libc::c_long,
+            }
+        });
+        let timeout_ptr = timeout.as_ref().map_or(std::ptr::null(), |t| t as *const _);
+        // SAFETY: `fds` is a live, correctly sized array of pollfd; `timeout_ptr` is null or points
+        // at `timeout`, which outlives the call; a null sigmask keeps the current one.
+        let n = unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as _, timeout_ptr, std::ptr::null()) };
+        if n <= 0 {
+            return ReadySet::EMPTY;
+        }
+        watched
+            .iter()
+            .zip(&fds)
+            .filter(|(_, pfd)| pfd.revents != 0)
+            .fold(ReadySet::EMPTY, |set, ((bit, _), _)| set.union(*bit))
+    }
+
+    fn exit(status: i32) -> ! {
+        let _ = std::io::stdout().flush();
+        std::process::exit(status)
+    }
+
+    fn args() -> Vec<String> {
+        std::env::args().skip(1).collect()
+    }
+
+    fn take_devices() -> Vec<Device> {
+        static TAKEN: OnceLock<()> = OnceLock::new();
+        if TAKEN.set(()).is_err() {
+            return Vec::new();
+        }
+        match open_devices() {
+            Ok(devices) => devices,
+            Err(message) => {
+                eprintln!("fata: {message}");
+                Self::exit(2)
+            }
+        }
+    }
+}
+
+/// The `NAME=VALUE` pairs of one device variable.
+fn device_specs(variable: &str) -> Vec<(String, String)> {
+    std::env::var(variable)
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|spec| match spec.split_once('=') {
+            Some((name, value)) => (name.to_string(), value.to_string()),
+            None => (String::new(), spec.to_string()),
+        })
+        .collect()
+}
+
+/// Opens every device named in the environment.
+fn open_devices() -> Result<Vec<Device>, String> {
+    let mut devices = Vec::new();
+    for (index, (name, tap_name)) in device_specs("FATA_NET").into_iter().enumerate() {
+        let bit = ReadySet::single(index as u32);
+        let tap = Tap::open(&tap_name, bit)
+            .map_err(|e| format!("cannot open tap device {tap_name:?}: {e} (does it exist, and may this user open /dev/net/tun?)"))?;
+        WATCHED.lock().map_err(|_| "device table poisoned")?.push((bit, tap.fd()));
+        devices.push(Device::Net(or_default(name, "service"), Box::new(tap)));
+    }
+    for (name, path) in device_specs("FATA_BLOCK") {
+        let block = FileBlock::open(path.as_ref())
+            .map_err(|e| format!("cannot open block device file {path:?}: {e}"))?;
+        devices.push(Device::Block(or_default(name, "storage"), Box::new(block)));
+    }
+    for (name, dir) in device_specs("FATA_KV") {
+        let kv = DirKv::open(dir.as_ref())
+            .map_err(|e| format!("cannot open key-value directory {dir:?}: {e}"))?;
+        devices.push(Device::Kv(or_default(name, "data"), Box::new(kv)));
+    }
+    Ok(devices)
+}
+
+fn or_default(name: String, default: &str) -> String {
+    if name.is_empty() { default.to_string() } else { name }
+}
