@@ -18,7 +18,8 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
         return compile_error("#[fata::main] takes no arguments");
     }
     let tokens: Vec<TokenTree> = item.clone().into_iter().collect();
-    let is_ident = |t: &TokenTree, word: &str| matches!(t, TokenTree::Ident(i) if i.to_string() == word);
+    let is_ident =
+        |t: &TokenTree, word: &str| matches!(t, TokenTree::Ident(i) if i.to_string() == word);
     let Some(fn_at) = tokens.iter().position(|t| is_ident(t, "fn")) else {
         return compile_error("#[fata::main] goes on an `async fn`");
     };
@@ -41,5 +42,7 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 fn compile_error(message: &str) -> TokenStream {
-    format!("::core::compile_error!({message:?});").parse().expect("a compile_error! call is valid Rust")
+    format!("::core::compile_error!({message:?});")
+        .parse()
+        .expect("a compile_error! call is valid Rust")
 }

@@ -26,7 +26,11 @@ impl FileBlock {
             Err(e) => return Err(e),
         };
         let sectors = file.metadata()?.len() / u64::from(SECTOR);
-        Ok(FileBlock { file, sectors, read_only })
+        Ok(FileBlock {
+            file,
+            sectors,
+            read_only,
+        })
     }
 
     /// The byte offset of `sector` if `len` bytes from it are whole sectors inside the device.
@@ -57,7 +61,9 @@ impl Block for FileBlock {
 
     fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DeviceError> {
         let offset = self.offset(sector, buf.len())?;
-        self.file.read_exact_at(buf, offset).map_err(|_| DeviceError::Io)
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(|_| DeviceError::Io)
     }
 
     fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DeviceError> {
@@ -65,7 +71,9 @@ impl Block for FileBlock {
             return Err(DeviceError::ReadOnly);
         }
         let offset = self.offset(sector, buf.len())?;
-        self.file.write_all_at(buf, offset).map_err(|_| DeviceError::Io)
+        self.file
+            .write_all_at(buf, offset)
+            .map_err(|_| DeviceError::Io)
     }
 
     fn flush(&mut self) -> Result<(), DeviceError> {
@@ -90,8 +98,14 @@ mod tests {
         block.read(2, &mut back).unwrap();
         assert_eq!(back, data);
         assert_eq!(block.read(3, &mut back), Err(DeviceError::OutOfRange));
-        assert_eq!(block.read(u64::MAX, &mut back), Err(DeviceError::OutOfRange));
-        assert_eq!(block.read(0, &mut back[..100]), Err(DeviceError::InvalidArgument));
+        assert_eq!(
+            block.read(u64::MAX, &mut back),
+            Err(DeviceError::OutOfRange)
+        );
+        assert_eq!(
+            block.read(0, &mut back[..100]),
+            Err(DeviceError::InvalidArgument)
+        );
         block.flush().unwrap();
     }
 }

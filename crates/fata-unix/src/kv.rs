@@ -18,13 +18,19 @@ impl DirKv {
         if !root.is_dir() {
             return Err(io::Error::new(io::ErrorKind::NotFound, "not a directory"));
         }
-        Ok(DirKv { root: root.to_path_buf() })
+        Ok(DirKv {
+            root: root.to_path_buf(),
+        })
     }
 
     /// The file behind `key`, refusing keys that would leave the directory.
     fn path(&self, key: &str) -> Result<PathBuf, DeviceError> {
         let relative = Path::new(key);
-        if key.is_empty() || !relative.components().all(|c| matches!(c, Component::Normal(_))) {
+        if key.is_empty()
+            || !relative
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)))
+        {
             return Err(DeviceError::NotFound);
         }
         Ok(self.root.join(relative))
@@ -44,7 +50,11 @@ impl DirKv {
             let Some(name) = entry.file_name().to_str().map(str::to_string) else {
                 continue;
             };
-            let key = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+            let key = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
             let kind = entry.file_type()?;
             if kind.is_dir() {
                 self.collect(&entry.path(), &key, keys)?;
@@ -59,17 +69,24 @@ impl DirKv {
 impl Kv for DirKv {
     fn list(&self) -> Result<Vec<String>, DeviceError> {
         let mut keys = Vec::new();
-        self.collect(&self.root, "", &mut keys).map_err(|_| DeviceError::Io)?;
+        self.collect(&self.root, "", &mut keys)
+            .map_err(|_| DeviceError::Io)?;
         keys.sort();
         Ok(keys)
     }
 
     fn size(&self, key: &str) -> Result<u64, DeviceError> {
-        Ok(self.file(key)?.metadata().map_err(|_| DeviceError::Io)?.len())
+        Ok(self
+            .file(key)?
+            .metadata()
+            .map_err(|_| DeviceError::Io)?
+            .len())
     }
 
     fn read(&self, key: &str, offset: u64, buf: &mut [u8]) -> Result<usize, DeviceError> {
-        self.file(key)?.read_at(buf, offset).map_err(|_| DeviceError::Io)
+        self.file(key)?
+            .read_at(buf, offset)
+            .map_err(|_| DeviceError::Io)
     }
 }
 

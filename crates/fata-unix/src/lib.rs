@@ -81,11 +81,20 @@ impl Platform for Unix {
     fn yield_until(interest: ReadySet, deadline_ns: Option<u64>) -> ReadySet {
         let watched: Vec<(ReadySet, RawFd)> = WATCHED
             .lock()
-            .map(|w| w.iter().copied().filter(|(bit, _)| bit.intersects(interest)).collect())
+            .map(|w| {
+                w.iter()
+                    .copied()
+                    .filter(|(bit, _)| bit.intersects(interest))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut fds: Vec<libc::pollfd> = watched
             .iter()
-            .map(|&(_, fd)| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
+            .map(|&(_, fd)| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
             .collect();
         let timeout = deadline_ns.map(|deadline| {
             let wait = deadline.saturating_sub(Self::monotonic_ns());
@@ -97,7 +106,14 @@ impl Platform for Unix {
         let timeout_ptr = timeout.as_ref().map_or(std::ptr::null(), |t| t as *const _);
         // SAFETY: `fds` is a live, correctly sized array of pollfd; `timeout_ptr` is null or points
         // at `timeout`, which outlives the call; a null sigmask keeps the current one.
-        let n = unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as _, timeout_ptr, std::ptr::null()) };
+        let n = unsafe {
+            libc::ppoll(
+                fds.as_mut_ptr(),
+                fds.len() as _,
+                timeout_ptr,
+                std::ptr::null(),
+            )
+        };
         if n <= 0 {
             return ReadySet::EMPTY;
         }
@@ -152,7 +168,10 @@ fn open_devices() -> Result<Vec<Device>, String> {
         let bit = ReadySet::single(index as u32);
         let tap = Tap::open(&tap_name, bit)
             .map_err(|e| format!("cannot open tap device {tap_name:?}: {e} (does it exist, and may this user open /dev/net/tun?)"))?;
-        WATCHED.lock().map_err(|_| "device table poisoned")?.push((bit, tap.fd()));
+        WATCHED
+            .lock()
+            .map_err(|_| "device table poisoned")?
+            .push((bit, tap.fd()));
         devices.push(Device::Net(or_default(name, "service"), Box::new(tap)));
     }
     for (name, path) in device_specs("FATA_BLOCK") {
@@ -169,5 +188,9 @@ fn open_devices() -> Result<Vec<Device>, String> {
 }
 
 fn or_default(name: String, default: &str) -> String {
-    if name.is_empty() { default.to_string() } else { name }
+    if name.is_empty() {
+        default.to_string()
+    } else {
+        name
+    }
 }

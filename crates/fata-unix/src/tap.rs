@@ -35,7 +35,10 @@ impl Tap {
     /// Attaches to the existing or new tap interface `name`; `ready` is its readiness bit.
     pub fn open(name: &str, ready: ReadySet) -> io::Result<Tap> {
         if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad interface name"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "bad interface name",
+            ));
         }
         let file = OpenOptions::new()
             .read(true)
@@ -50,14 +53,25 @@ impl Tap {
         request.name[..name.len()].copy_from_slice(name.as_bytes());
         // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which `IfReq` lays out (name then
         // flags, 40 bytes); the pointer is valid for the whole call.
-        let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut request as *mut IfReq) };
+        let rc = unsafe {
+            libc::ioctl(
+                file.as_raw_fd(),
+                libc::TUNSETIFF,
+                &mut request as *mut IfReq,
+            )
+        };
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
         let mut mac = [0u8; 6];
         crate::Unix::random_fill(&mut mac);
         mac[0] = (mac[0] & 0xfe) | 0x02; // unicast, locally administered
-        Ok(Tap { file, mac, ready, buffer: Box::new([0; FRAME_MAX]) })
+        Ok(Tap {
+            file,
+            mac,
+            ready,
+            buffer: Box::new([0; FRAME_MAX]),
+        })
     }
 
     /// The file descriptor `yield_until` polls.
@@ -79,7 +93,11 @@ impl Net for Tap {
         self.ready
     }
 
-    fn receive(&mut self, max: usize, on_frame: &mut dyn FnMut(&[u8])) -> Result<usize, DeviceError> {
+    fn receive(
+        &mut self,
+        max: usize,
+        on_frame: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, DeviceError> {
         let mut count = 0;
         while count < max {
             match self.file.read(&mut self.buffer[..]) {

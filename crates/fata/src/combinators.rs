@@ -140,8 +140,14 @@ mod tests {
             );
             assert_eq!(both.await, (1, 2));
             let waited = start.elapsed();
-            assert!(waited >= Duration::from_millis(30), "join waits for the slower one");
-            assert!(waited < Duration::from_millis(45 + 500), "join runs both at once");
+            assert!(
+                waited >= Duration::from_millis(30),
+                "join waits for the slower one"
+            );
+            assert!(
+                waited < Duration::from_millis(45 + 500),
+                "join runs both at once"
+            );
         });
     }
 

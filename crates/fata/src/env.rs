@@ -33,8 +33,12 @@ impl Env {
         let mut args = self.args.iter();
         while let Some(arg) = args.next() {
             let value = if arg == name {
-                args.next().ok_or_else(|| Error::msg(format!("{name} needs a value")))?
-            } else if let Some(value) = arg.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')) {
+                args.next()
+                    .ok_or_else(|| Error::msg(format!("{name} needs a value")))?
+            } else if let Some(value) = arg
+                .strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('='))
+            {
                 value
             } else {
                 continue;
@@ -109,7 +113,9 @@ impl Env {
             }
         }
         found.ok_or_else(|| {
-            Error::msg(format!("no {kind} called {name:?}: give one with `fata run {option} {name}=...`"))
+            Error::msg(format!(
+                "no {kind} called {name:?}: give one with `fata run {option} {name}=...`"
+            ))
         })
     }
 }

@@ -71,7 +71,10 @@ pub(crate) struct Runtime {
 impl Runtime {
     fn new() -> Runtime {
         Runtime {
-            queue: Arc::new(RunQueue { tasks: Mutex::new(VecDeque::new()), closed: AtomicBool::new(false) }),
+            queue: Arc::new(RunQueue {
+                tasks: Mutex::new(VecDeque::new()),
+                closed: AtomicBool::new(false),
+            }),
             timers: Mutex::new(BTreeMap::new()),
             waiters: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(0),
@@ -100,7 +103,9 @@ impl Runtime {
             let waker = {
                 let mut timers = self.timers.lock();
                 match timers.first_key_value() {
-                    Some((&(deadline, _), _)) if deadline <= now => timers.pop_first().map(|(_, w)| w),
+                    Some((&(deadline, _), _)) if deadline <= now => {
+                        timers.pop_first().map(|(_, w)| w)
+                    }
                     _ => None,
                 }
             };
@@ -112,7 +117,10 @@ impl Runtime {
     }
 
     pub(crate) fn next_deadline(&self) -> Option<u64> {
-        self.timers.lock().first_key_value().map(|(&(deadline, _), _)| deadline)
+        self.timers
+            .lock()
+            .first_key_value()
+            .map(|(&(deadline, _), _)| deadline)
     }
 
     /// Registers (or refreshes) a task waiting for `set`; returns its id.
@@ -132,7 +140,10 @@ impl Runtime {
 
     /// The union of the devices some task waits for.
     fn interest(&self) -> ReadySet {
-        self.waiters.lock().values().fold(ReadySet::EMPTY, |all, (set, _)| all.union(*set))
+        self.waiters
+            .lock()
+            .values()
+            .fold(ReadySet::EMPTY, |all, (set, _)| all.union(*set))
     }
 
     /// Wakes the tasks waiting for a device in `ready`.
@@ -327,7 +338,10 @@ impl<T> Future for JoinHandle<T> {
     type Output = T;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        let task = self.task.as_mut().expect("JoinHandle polled after it completed");
+        let task = self
+            .task
+            .as_mut()
+            .expect("JoinHandle polled after it completed");
         let output = core::task::ready!(Pin::new(task).poll(cx));
         self.task = None;
         Poll::Ready(output)
@@ -427,7 +441,10 @@ mod tests {
             crate::sleep(core::time::Duration::from_millis(80)).await;
         });
         assert!(dropped.get(), "the cancelled task's future was dropped");
-        assert!(!ran_to_end.get(), "the cancelled task never ran past its sleep");
+        assert!(
+            !ran_to_end.get(),
+            "the cancelled task never ran past its sleep"
+        );
     }
 
     #[test]

@@ -44,9 +44,7 @@ pub use env::Env;
 pub use error::{Error, Result};
 pub use executor::{JoinHandle, WaitReady, block_on, spawn, wait_ready};
 pub use fata_macros::main;
-pub use fata_platform::{
-    Block, Clock, Console, Device, DeviceError, Kv, Net, Random, ReadySet,
-};
+pub use fata_platform::{Block, Clock, Console, Device, DeviceError, Kv, Net, Random, ReadySet};
 pub use time::{Instant, Sleep, sleep, sleep_until};
 
 /// The platform this build links: the unikernel guest.
@@ -57,7 +55,11 @@ pub(crate) type Sys = fata_hvt::Hvt;
 pub(crate) type Sys = fata_unix::Unix;
 
 /// The name of the target this build runs on: `"hvt"` or `"unix"`.
-pub const TARGET: &str = if cfg!(fata_target = "hvt") { "hvt" } else { "unix" };
+pub const TARGET: &str = if cfg!(fata_target = "hvt") {
+    "hvt"
+} else {
+    "unix"
+};
 
 /// Prints to the console, formatted like `core::format_args!`.
 #[macro_export]

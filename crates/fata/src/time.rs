@@ -67,7 +67,10 @@ pub fn sleep(duration: Duration) -> Sleep {
 
 /// Waits until the monotonic clock reaches `deadline`.
 pub fn sleep_until(deadline: Instant) -> Sleep {
-    Sleep { deadline, timer: None }
+    Sleep {
+        deadline,
+        timer: None,
+    }
 }
 
 /// The future [`sleep`] and [`sleep_until`] return; dropping it cancels the timer.
@@ -123,7 +126,9 @@ mod tests {
     fn a_thousand_sleepers_wake_in_deadline_order_and_never_early() {
         let mut rng = SmallRng::seed_from_u64(0x5eed);
         // Deadlines start 30 ms out, so every task is asleep before the first one is due.
-        let delays: Vec<u64> = (0..1000).map(|_| rng.random_range(30_000_000..180_000_000)).collect();
+        let delays: Vec<u64> = (0..1000)
+            .map(|_| rng.random_range(30_000_000..180_000_000))
+            .collect();
         let woken = Rc::new(RefCell::new(Vec::new()));
         let log = woken.clone();
         let started = std::time::Instant::now();
@@ -150,7 +155,10 @@ mod tests {
             woken.windows(2).all(|w| w[0].0 <= w[1].0),
             "tasks woke out of deadline order"
         );
-        assert!(woken.iter().all(|(deadline, at)| at >= deadline), "a task woke before its deadline");
+        assert!(
+            woken.iter().all(|(deadline, at)| at >= deadline),
+            "a task woke before its deadline"
+        );
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 

@@ -32,7 +32,10 @@ fn a_panicking_task_ends_the_program_with_its_message_and_location() {
     let out = run_child(name);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(101), "stderr: {stderr}");
-    assert!(stderr.contains("panicked at crates/fata/tests/exit_status.rs:"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("panicked at crates/fata/tests/exit_status.rs:"),
+        "stderr: {stderr}"
+    );
     assert!(stderr.contains("boom in task 7"), "stderr: {stderr}");
 }
 
