@@ -54,6 +54,11 @@ pub const HYPERCALL_BASE: u64 = 0xFFFF_F000;
 /// Size of the hypercall window: one 8-byte slot per hypercall number.
 pub const HYPERCALL_WINDOW_SIZE: u64 = 0x1000;
 
+const _: () = assert!(
+    MAX_MEM_BYTES <= HYPERCALL_BASE,
+    "RAM must stay below the hypercall window"
+);
+
 /// The address the guest stores an argument struct's guest-physical address to, to make hypercall
 /// `nr`. The store must be exactly 8 bytes wide.
 pub const fn hypercall_address(nr: Hypercall) -> u64 {
@@ -458,7 +463,6 @@ mod tests {
                 assert!(hypercall_address(call) < HYPERCALL_BASE + HYPERCALL_WINDOW_SIZE);
             }
         }
-        assert!(MAX_MEM_BYTES <= HYPERCALL_BASE);
     }
 
     #[test]
