@@ -35,7 +35,7 @@ impl FileBlock {
 
     /// The byte offset of `sector` if `len` bytes from it are whole sectors inside the device.
     fn offset(&self, sector: u64, len: usize) -> Result<u64, DeviceError> {
-        if len % SECTOR as usize != 0 {
+        if !len.is_multiple_of(SECTOR as usize) {
             return Err(DeviceError::InvalidArgument);
         }
         let count = (len / SECTOR as usize) as u64;

@@ -41,15 +41,15 @@ pub async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
     let mut a_out = None;
     let mut b_out = None;
     poll_fn(|cx| {
-        if a_out.is_none() {
-            if let Poll::Ready(output) = a.as_mut().poll(cx) {
-                a_out = Some(output);
-            }
+        if a_out.is_none()
+            && let Poll::Ready(output) = a.as_mut().poll(cx)
+        {
+            a_out = Some(output);
         }
-        if b_out.is_none() {
-            if let Poll::Ready(output) = b.as_mut().poll(cx) {
-                b_out = Some(output);
-            }
+        if b_out.is_none()
+            && let Poll::Ready(output) = b.as_mut().poll(cx)
+        {
+            b_out = Some(output);
         }
         match (a_out.take(), b_out.take()) {
             (Some(a), Some(b)) => Poll::Ready((a, b)),

@@ -285,7 +285,7 @@ where
         let interest = runtime.interest();
         if !runtime.queue.is_empty() {
             busy_rounds = busy_rounds.wrapping_add(1);
-            if !interest.is_empty() && busy_rounds % DEVICE_POLL_EVERY == 0 {
+            if !interest.is_empty() && busy_rounds.is_multiple_of(DEVICE_POLL_EVERY) {
                 runtime.wake_ready(Sys::yield_until(interest, Some(0)));
             }
             continue;
