@@ -1,0 +1,166 @@
+//! smoltcp's view of a Fata [`Net`] device: frames come in batches and leave in batches.
+
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use fata::{DeviceError, Net};
+use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::time::Instant;
+
+/// Frames pulled from the device per receive call.
+pub(crate) const RX_BATCH: usize = 64;
+/// Room for one frame: a 1500-byte payload, the Ethernet header and a VLAN tag.
+const FRAME_MAX: usize = 1518;
+
+/// Counters a benchmark or test can read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Frames received from the device.
+    pub rx_frames: u64,
+    /// Frames handed to the device.
+    pub tx_frames: u64,
+    /// Frames dropped because the device's transmit queue stayed full.
+    pub tx_dropped: u64,
+}
+
+/// A [`Net`] device with a receive batch buffer, ready for smoltcp.
+///
+/// Received frames are copied once into a fixed batch buffer (no allocation per frame); frames to
+/// send are written straight into the device's transmit queue and flushed after each poll.
+pub(crate) struct Link {
+    net: Box<dyn Net>,
+    rx_frames: Vec<u8>,
+    rx_lens: [u16; RX_BATCH],
+    rx_next: usize,
+    rx_count: usize,
+    pub(crate) stats: LinkStats,
+}
+
+impl Link {
+    pub(crate) fn new(net: Box<dyn Net>) -> Link {
+        Link {
+            net,
+            rx_frames: vec![0; RX_BATCH * FRAME_MAX],
+            rx_lens: [0; RX_BATCH],
+            rx_next: 0,
+            rx_count: 0,
+            stats: LinkStats::default(),
+        }
+    }
+
+    pub(crate) fn net(&self) -> &dyn Net {
+        &*self.net
+    }
+
+    /// Hands the frames queued during a poll to the host.
+    pub(crate) fn flush(&mut self) {
+        // A failed flush loses frames the way a congested wire would; TCP retransmits.
+        let _ = self.net.flush();
+    }
+
+    /// Pulls the next batch of frames from the device when the last one is used up.
+    fn refill(&mut self) {
+        if self.rx_next < self.rx_count {
+            return;
+        }
+        let (frames, lens) = (&mut self.rx_frames, &mut self.rx_lens);
+        let mut count = 0;
+        let received = self.net.receive(RX_BATCH, &mut |frame: &[u8]| {
+            // Frames longer than the largest Ethernet frame are dropped: no valid peer sends them.
+            if count < RX_BATCH && frame.len() <= FRAME_MAX {
+                frames[count * FRAME_MAX..][..frame.len()].copy_from_slice(frame);
+                lens[count] = frame.len() as u16;
+                count += 1;
+            }
+        });
+        self.rx_next = 0;
+        self.rx_count = if received.is_ok() { count } else { 0 };
+        self.stats.rx_frames += self.rx_count as u64;
+    }
+}
+
+/// One received frame.
+pub(crate) struct RxToken<'a>(&'a [u8]);
+
+impl phy::RxToken for RxToken<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(self.0)
+    }
+}
+
+/// Room for one frame in the device's transmit queue.
+pub(crate) struct TxToken<'a> {
+    net: &'a mut dyn Net,
+    stats: &'a mut LinkStats,
+}
+
+impl phy::TxToken for TxToken<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut f = Some(f);
+        let mut result = None;
+        let mut fill = |buf: &mut [u8]| {
+            if let Some(f) = f.take() {
+                result = Some(f(buf));
+            }
+        };
+        let mut sent = self.net.transmit(len, &mut fill);
+        if sent == Err(DeviceError::WouldBlock) {
+            let _ = self.net.flush();
+            sent = self.net.transmit(len, &mut fill);
+        }
+        match (sent, result) {
+            (Ok(()), Some(result)) => {
+                self.stats.tx_frames += 1;
+                result
+            }
+            (_, result) => {
+                self.stats.tx_dropped += 1;
+                // smoltcp needs the closure's result; build the frame in scratch space and drop it.
+                result.unwrap_or_else(|| {
+                    let mut scratch = vec![0; len];
+                    f.take()
+                        .map(|f| f(&mut scratch))
+                        .expect("the frame closure runs once")
+                })
+            }
+        }
+    }
+}
+
+impl phy::Device for Link {
+    type RxToken<'a> = RxToken<'a>;
+    type TxToken<'a> = TxToken<'a>;
+
+    fn receive(&mut self, _now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        self.refill();
+        if self.rx_next >= self.rx_count {
+            return None;
+        }
+        let at = self.rx_next;
+        self.rx_next += 1;
+        let frame = &self.rx_frames[at * FRAME_MAX..][..usize::from(self.rx_lens[at])];
+        Some((
+            RxToken(frame),
+            TxToken {
+                net: &mut *self.net,
+                stats: &mut self.stats,
+            },
+        ))
+    }
+
+    fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
+        Some(TxToken {
+            net: &mut *self.net,
+            stats: &mut self.stats,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = self.net.mtu() + 14;
+        caps.max_burst_size = Some(RX_BATCH);
+        caps
+    }
+}

@@ -1,0 +1,252 @@
+//! The stack: one smoltcp interface over one device, driven by a task of its own.
+
+use alloc::boxed::Box;
+use alloc::rc::Rc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+use core::future::{pending, poll_fn};
+use core::task::{Poll, Waker};
+use core::time::Duration;
+
+use fata::{Env, Error, Net, Random};
+use smoltcp::iface::{Interface, SocketHandle, SocketSet};
+use smoltcp::socket::{dhcpv4, tcp};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+
+use crate::config::{Config, Ipv4Config, Tuning};
+use crate::link::{Link, LinkStats};
+
+/// How long a closed connection may take to finish its goodbye before it is reset.
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
+/// First port of the ephemeral range (RFC 6335).
+const EPHEMERAL_FIRST: u16 = 49152;
+
+/// The TCP/IP stack of one network interface. Cheap to clone: clones share the stack.
+///
+/// Creating it spawns the task that moves frames between the device and smoltcp: it polls the
+/// interface when frames arrive, when a socket has something to send and when a TCP timer is due,
+/// and flushes the frames each poll produced as one batch.
+#[derive(Clone)]
+pub struct Stack {
+    pub(crate) inner: Rc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) state: RefCell<State>,
+    poked: Cell<bool>,
+    driver: RefCell<Option<Waker>>,
+    configured: RefCell<Vec<Waker>>,
+}
+
+pub(crate) struct State {
+    pub(crate) iface: Interface,
+    pub(crate) sockets: SocketSet<'static>,
+    link: Link,
+    dhcp: Option<SocketHandle>,
+    pub(crate) tuning: Tuning,
+    /// Connections the app dropped, still saying goodbye, with the time they must be gone by.
+    closing: Vec<(SocketHandle, fata::Instant)>,
+    next_port: u16,
+}
+
+/// smoltcp's clock, read from Fata's.
+pub(crate) fn now() -> smoltcp::time::Instant {
+    smoltcp::time::Instant::from_micros((fata::Instant::now().as_nanos() / 1000) as i64)
+}
+
+impl Stack {
+    /// A stack over `net`, configured by `config`; `seed` randomises TCP sequence numbers and
+    /// ephemeral ports.
+    pub fn new(net: Box<dyn Net>, config: Config, seed: u64) -> Stack {
+        let mut link = Link::new(net);
+        let mac = EthernetAddress(link.net().mac());
+        let mut iface_config = smoltcp::iface::Config::new(HardwareAddress::Ethernet(mac));
+        iface_config.random_seed = seed;
+        let mut iface = Interface::new(iface_config, &mut link, now());
+        let mut sockets = SocketSet::new(vec![]);
+        let dhcp = match config.ipv4 {
+            Ipv4Config::Static { address, gateway } => {
+                set_ipv4(&mut iface, Some(address), gateway);
+                None
+            }
+            Ipv4Config::Dhcp => Some(sockets.add(dhcpv4::Socket::new())),
+        };
+        let state = State {
+            iface,
+            sockets,
+            link,
+            dhcp,
+            tuning: config.tuning,
+            closing: Vec::new(),
+            next_port: EPHEMERAL_FIRST + (seed % 16384) as u16,
+        };
+        let inner = Rc::new(Inner {
+            state: RefCell::new(state),
+            poked: Cell::new(false),
+            driver: RefCell::new(None),
+            configured: RefCell::new(Vec::new()),
+        });
+        fata::spawn(drive(inner.clone())).detach();
+        Stack { inner }
+    }
+
+    /// The stack over the app's network interface `service`, configured from its arguments
+    /// (`--ipv4 ADDR/PREFIX`, `--ipv4-gateway ADDR`, DHCP without `--ipv4`).
+    pub fn from_env(env: &mut Env) -> Result<Stack, Error> {
+        let config = Config::from_env(env)?;
+        let net = env.take_net("service")?;
+        let mut seed = [0u8; 8];
+        env.random().fill(&mut seed);
+        Ok(Stack::new(net, config, u64::from_le_bytes(seed)))
+    }
+
+    /// The interface's IPv4 address, once it has one.
+    pub fn ipv4_address(&self) -> Option<Ipv4Cidr> {
+        self.inner
+            .state
+            .borrow()
+            .iface
+            .ip_addrs()
+            .iter()
+            .find_map(|cidr| match cidr {
+                IpCidr::Ipv4(v4) => Some(*v4),
+            })
+    }
+
+    /// Waits until the interface has an IPv4 address (at once for a static one; after DHCP
+    /// otherwise) and returns it.
+    pub async fn wait_configured(&self) -> Ipv4Cidr {
+        poll_fn(|cx| match self.ipv4_address() {
+            Some(address) => Poll::Ready(address),
+            None => {
+                self.inner.configured.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Frame counters of the device.
+    pub fn stats(&self) -> LinkStats {
+        self.inner.state.borrow().link.stats
+    }
+
+    /// Asks the driver task to poll the interface soon (a socket has something to send).
+    pub(crate) fn poke(&self) {
+        if !self.inner.poked.replace(true) {
+            if let Some(waker) = self.inner.driver.borrow_mut().take() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// A free local port for an outgoing connection.
+    pub(crate) fn ephemeral_port(&self) -> u16 {
+        let mut state = self.inner.state.borrow_mut();
+        let port = state.next_port;
+        state.next_port = if port == u16::MAX {
+            EPHEMERAL_FIRST
+        } else {
+            port + 1
+        };
+        port
+    }
+
+    /// Hands a dropped connection to the driver, which removes it once closed.
+    pub(crate) fn retire(&self, handle: SocketHandle) {
+        let mut state = self.inner.state.borrow_mut();
+        state.sockets.get_mut::<tcp::Socket>(handle).close();
+        let deadline = fata::Instant::now() + CLOSE_GRACE;
+        state.closing.push((handle, deadline));
+        drop(state);
+        self.poke();
+    }
+}
+
+fn set_ipv4(iface: &mut Interface, address: Option<Ipv4Cidr>, gateway: Option<Ipv4Address>) {
+    iface.update_ip_addrs(|addrs| {
+        addrs.clear();
+        if let Some(address) = address {
+            // Two addresses fit (iface-max-addr-count-2) and the list was just cleared.
+            let _ = addrs.push(IpCidr::Ipv4(address));
+        }
+    });
+    iface.routes_mut().remove_default_ipv4_route();
+    if let Some(gateway) = gateway {
+        // The route table has room for the one default route just removed.
+        let _ = iface.routes_mut().add_default_ipv4_route(gateway);
+    }
+}
+
+impl Inner {
+    /// Moves every waiting frame in, every queued frame out, and returns when to poll next and
+    /// which device readiness to wait for.
+    fn poll(&self) -> (Option<Duration>, fata::ReadySet) {
+        let mut state = self.state.borrow_mut();
+        let State {
+            iface,
+            sockets,
+            link,
+            dhcp,
+            closing,
+            ..
+        } = &mut *state;
+        let now = now();
+        iface.poll(now, link, sockets);
+        link.flush();
+        if let Some(handle) = *dhcp {
+            match sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
+                Some(dhcpv4::Event::Configured(lease)) => {
+                    set_ipv4(iface, Some(lease.address), lease.router);
+                    self.configured.borrow_mut().drain(..).for_each(Waker::wake);
+                }
+                Some(dhcpv4::Event::Deconfigured) => set_ipv4(iface, None, None),
+                None => {}
+            }
+        }
+        let right_now = fata::Instant::now();
+        closing.retain(|&(handle, deadline)| {
+            let socket = sockets.get_mut::<tcp::Socket>(handle);
+            match socket.state() {
+                tcp::State::Closed | tcp::State::TimeWait => {
+                    sockets.remove(handle);
+                    false
+                }
+                _ => {
+                    if right_now >= deadline {
+                        socket.abort();
+                    }
+                    true
+                }
+            }
+        });
+        let delay = iface
+            .poll_delay(now, sockets)
+            .map(|d| Duration::from_micros(d.total_micros()));
+        (delay, link.net().readiness())
+    }
+}
+
+/// The driver task: poll, then sleep until a frame arrives, a timer is due or a socket pokes.
+async fn drive(inner: Rc<Inner>) {
+    loop {
+        let (delay, readiness) = inner.poll();
+        let poked = poll_fn(|cx| {
+            if inner.poked.replace(false) {
+                Poll::Ready(())
+            } else {
+                *inner.driver.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        });
+        let timer = async {
+            match delay {
+                Some(delay) if delay.is_zero() => fata::yield_now().await,
+                Some(delay) => fata::sleep(delay).await,
+                None => pending().await,
+            }
+        };
+        fata::select(poked, fata::select(fata::wait_ready(readiness), timer)).await;
+    }
+}
