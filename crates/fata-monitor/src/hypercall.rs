@@ -1,0 +1,199 @@
+//! Hypercall handlers: read the argument struct through the checked accessor, act, write back the
+//! fields marked *out*.
+
+use crate::error::AbiViolation;
+use crate::memory::{Gpa, GuestRam, OutOfRam};
+use fata_hvt_abi::{
+    CONSOLE_WRITE_MAX, ConsoleWriteArgs, ExitArgs, Hypercall, YIELD_FOREVER, YieldArgs,
+};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// What the vCPU loop does after a hypercall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Resume the guest.
+    Continue,
+    /// The guest exited with this status.
+    Exit(i32),
+}
+
+/// Why a hypercall ended the run.
+#[derive(Debug)]
+pub enum Stop {
+    /// The guest broke the ABI.
+    Abi(AbiViolation),
+    /// Writing the console failed on the host.
+    Console(std::io::Error),
+}
+
+/// Per-hypercall counts for `--stats`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
+    /// Console writes.
+    pub console: u64,
+    /// Bytes written to the console.
+    pub console_bytes: u64,
+    /// Yields.
+    pub yields: u64,
+}
+
+/// The state hypercalls act on: guest RAM, the console and a bounce buffer for its bytes.
+pub struct Handler<'a> {
+    /// Guest memory.
+    pub ram: &'a GuestRam,
+    /// Where console writes go.
+    pub console: &'a mut dyn Write,
+    /// Console bytes on their way out; allocated once, before the seccomp filter.
+    pub buffer: Vec<u8>,
+    /// Counters.
+    pub counts: Counts,
+    /// When the guest made its first hypercall.
+    pub first_call: Option<Instant>,
+}
+
+impl Handler<'_> {
+    /// Carries out hypercall `call` with its argument struct at `args`.
+    pub fn handle(&mut self, call: Hypercall, args: Gpa) -> Result<Action, Stop> {
+        self.first_call.get_or_insert_with(Instant::now);
+        let bad = |source: OutOfRam| Stop::Abi(AbiViolation::Memory { call, source });
+        match call {
+            Hypercall::Exit => {
+                let a: ExitArgs = self.ram.read_struct(args).map_err(bad)?;
+                Ok(Action::Exit(a.status))
+            }
+            Hypercall::ConsoleWrite => {
+                let a: ConsoleWriteArgs = self.ram.read_struct(args).map_err(bad)?;
+                if a.len > CONSOLE_WRITE_MAX {
+                    return Err(Stop::Abi(AbiViolation::ConsoleTooLong(a.len)));
+                }
+                // `len` is at most CONSOLE_WRITE_MAX, so it fits the buffer.
+                self.buffer.resize(a.len as usize, 0);
+                self.ram.read(Gpa(a.data), &mut self.buffer).map_err(bad)?;
+                self.console
+                    .write_all(&self.buffer)
+                    .and_then(|()| self.console.flush())
+                    .map_err(Stop::Console)?;
+                self.counts.console += 1;
+                self.counts.console_bytes += a.len;
+                Ok(Action::Continue)
+            }
+            Hypercall::Yield => {
+                let mut a: YieldArgs = self.ram.read_struct(args).map_err(bad)?;
+                // ABI version 1 has no devices: nothing but the deadline can end the wait.
+                if a.timeout_ns == YIELD_FOREVER {
+                    return Err(Stop::Abi(AbiViolation::WaitsForever));
+                }
+                std::thread::sleep(Duration::from_nanos(a.timeout_ns));
+                a.ready = 0;
+                self.ram.write_struct(args, &a).map_err(bad)?;
+                self.counts.yields += 1;
+                Ok(Action::Continue)
+            }
+            Hypercall::Net | Hypercall::Block => Err(Stop::Abi(AbiViolation::Reserved(call))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(ram: &GuestRam, call: Hypercall, args: Gpa) -> (Result<Action, Stop>, Vec<u8>) {
+        let mut out = Vec::new();
+        let mut h = Handler {
+            ram,
+            console: &mut out,
+            buffer: Vec::new(),
+            counts: Counts::default(),
+            first_call: None,
+        };
+        let r = h.handle(call, args);
+        (r, out)
+    }
+
+    #[test]
+    fn console_write_copies_guest_bytes() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        ram.write(Gpa(0x1000), b"hello\n").unwrap();
+        ram.write_struct(
+            Gpa(0x2000),
+            &ConsoleWriteArgs {
+                data: 0x1000,
+                len: 6,
+            },
+        )
+        .unwrap();
+        let (r, out) = run(&ram, Hypercall::ConsoleWrite, Gpa(0x2000));
+        assert_eq!(r.unwrap(), Action::Continue);
+        assert_eq!(out, b"hello\n");
+    }
+
+    #[test]
+    fn hostile_arguments_are_violations() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        let abi = |r: Result<Action, Stop>| match r {
+            Err(Stop::Abi(v)) => v,
+            other => panic!("expected an ABI violation, got {other:?}"),
+        };
+        // The argument struct itself outside RAM, and straddling its end.
+        let v = abi(run(&ram, Hypercall::Exit, Gpa(u64::MAX - 3)).0);
+        assert!(matches!(
+            v,
+            AbiViolation::Memory {
+                call: Hypercall::Exit,
+                ..
+            }
+        ));
+        let v = abi(run(&ram, Hypercall::ConsoleWrite, Gpa((1 << 20) - 8)).0);
+        assert!(matches!(v, AbiViolation::Memory { .. }));
+        // Data pointer past RAM; length that overflows; length over the limit.
+        for (data, len) in [
+            (2 << 20, 4),
+            (0x1000, u64::MAX),
+            (u64::MAX, 2),
+            (0x1000, CONSOLE_WRITE_MAX + 1),
+        ] {
+            ram.write_struct(Gpa(0x2000), &ConsoleWriteArgs { data, len })
+                .unwrap();
+            let (r, out) = run(&ram, Hypercall::ConsoleWrite, Gpa(0x2000));
+            abi(r);
+            assert!(out.is_empty());
+        }
+        ram.write_struct(
+            Gpa(0x2000),
+            &YieldArgs {
+                timeout_ns: YIELD_FOREVER,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            abi(run(&ram, Hypercall::Yield, Gpa(0x2000)).0),
+            AbiViolation::WaitsForever
+        );
+        assert_eq!(
+            abi(run(&ram, Hypercall::Net, Gpa(0x2000)).0),
+            AbiViolation::Reserved(Hypercall::Net)
+        );
+    }
+
+    #[test]
+    fn yield_sleeps_and_reports_nothing_ready() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        let args = YieldArgs {
+            timeout_ns: 2_000_000,
+            interest: 1,
+            ready: 99,
+        };
+        ram.write_struct(Gpa(0x2000), &args).unwrap();
+        let start = std::time::Instant::now();
+        assert_eq!(
+            run(&ram, Hypercall::Yield, Gpa(0x2000)).0.unwrap(),
+            Action::Continue
+        );
+        assert!(start.elapsed() >= Duration::from_millis(2));
+        let back: YieldArgs = ram.read_struct(Gpa(0x2000)).unwrap();
+        assert_eq!(back.ready, 0);
+    }
+}
