@@ -27,9 +27,12 @@ fn a_valid_image_lists_its_segments() {
     assert_eq!(image.end, DATA + 0x3000);
 }
 
+/// Whether an error is the one a case expects.
+type Expect = fn(&ImageError) -> bool;
+
 #[test]
 fn each_defect_has_its_own_error() {
-    let cases: Vec<(Vec<u8>, fn(&ImageError) -> bool)> = vec![
+    let cases: Vec<(Vec<u8>, Expect)> = vec![
         (vec![], |e| matches!(e, ImageError::NotElf(_))),
         (b"#!/bin/sh\necho hi\n".to_vec(), |e| {
             matches!(e, ImageError::NotElf(_))
