@@ -54,11 +54,13 @@ pub struct Config {
     pub ipv4: Ipv4Config,
     /// Buffer sizes.
     pub tuning: Tuning,
+    /// The address the host's stack binds to (unix without a network interface).
+    pub bind: Ipv4Address,
 }
 
 impl Config {
-    /// Reads `--ipv4 ADDR/PREFIX` and `--ipv4-gateway ADDR` from the app's arguments; DHCP when
-    /// `--ipv4` is absent.
+    /// Reads `--ipv4 ADDR/PREFIX` and `--ipv4-gateway ADDR` from the app's arguments (DHCP when
+    /// `--ipv4` is absent), and `--bind ADDR` (default 127.0.0.1) for the host's stack.
     pub fn from_env(env: &Env) -> Result<Config, Error> {
         let ipv4 = match env.arg::<Cidr>("--ipv4")? {
             Some(Cidr(address)) => Ipv4Config::Static {
@@ -67,9 +69,13 @@ impl Config {
             },
             None => Ipv4Config::Dhcp,
         };
+        let bind = env
+            .arg::<Addr>("--bind")?
+            .map_or(Ipv4Address::LOCALHOST, |a| a.0);
         Ok(Config {
             ipv4,
             tuning: Tuning::default(),
+            bind,
         })
     }
 }

@@ -1,9 +1,13 @@
 //! TCP/IP for Fata apps: smoltcp over any Fata [`Net`](fata::Net) device, as async sockets.
 //!
-//! This is the network layer between the device traits and the services: a [`Stack`] owns one
-//! interface (Ethernet, ARP, IPv4, ICMP echo, UDP, TCP, DHCPv4) and a task that moves frames in
-//! batches; [`TcpListener`], [`TcpStream`] and [`UdpSocket`] are its sockets, awaited on the Fata
-//! executor. The same code runs on every target that gives the app a network interface.
+//! This is the network layer between the device traits and the services. A [`Stack`] is either
+//! - **Fata's own**: smoltcp over one network interface (Ethernet, ARP, IPv4, ICMP echo, UDP, TCP,
+//!   DHCPv4) with a task that moves frames in batches, on hvt and on unix with `--net TAP`; or
+//! - **the host's** (unix without `--net`): the kernel's sockets through the platform's
+//!   `HostSockets` device.
+//!
+//! [`TcpListener`], [`TcpStream`] and [`UdpSocket`] work the same over both, awaited on the Fata
+//! executor, so an app's source does not change between targets.
 //!
 //! ```no_run
 //! # async fn serve(mut env: fata::Env) -> fata::Result<()> {
@@ -29,19 +33,17 @@
 extern crate alloc;
 
 mod config;
-mod link;
-mod stack;
-mod tcp;
-mod udp;
+mod host;
+mod smol;
+mod sockets;
 
 use core::fmt;
 
 pub use config::{Config, Ipv4Config, Tuning};
-pub use link::LinkStats;
-pub use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
-pub use stack::Stack;
-pub use tcp::{TcpListener, TcpStream};
-pub use udp::UdpSocket;
+pub use core::net::{Ipv4Addr, SocketAddr};
+pub use smol::link::LinkStats;
+pub use smoltcp::wire::Ipv4Cidr;
+pub use sockets::{Stack, TcpListener, TcpStream, UdpSocket};
 
 /// What a socket call can fail with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +60,23 @@ pub enum NetError {
     ConnectionClosed,
     /// A datagram did not fit the buffer and was dropped.
     Truncated,
+    /// The address and port are taken by another socket.
+    AddressInUse,
+    /// The host reported another failure.
+    Io,
+}
+
+impl From<fata::DeviceError> for NetError {
+    fn from(error: fata::DeviceError) -> NetError {
+        use fata::DeviceError as E;
+        match error {
+            E::AddressInUse => NetError::AddressInUse,
+            E::ConnectionRefused => NetError::ConnectionRefused,
+            E::ConnectionReset => NetError::ConnectionReset,
+            E::InvalidArgument => NetError::Unaddressable,
+            _ => NetError::Io,
+        }
+    }
 }
 
 impl fmt::Display for NetError {
@@ -69,6 +88,8 @@ impl fmt::Display for NetError {
             NetError::ConnectionReset => "connection reset",
             NetError::ConnectionClosed => "connection closed",
             NetError::Truncated => "datagram larger than the buffer",
+            NetError::AddressInUse => "address already in use",
+            NetError::Io => "I/O error on the host",
         })
     }
 }

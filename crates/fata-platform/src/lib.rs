@@ -17,6 +17,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+use core::net::SocketAddr;
 
 /// What a device call can fail with. Small and `Copy` so it costs nothing on the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,12 @@ pub enum DeviceError {
     Unsupported,
     /// The host reported an I/O failure.
     Io,
+    /// The address or port is already in use.
+    AddressInUse,
+    /// The peer refused the connection.
+    ConnectionRefused,
+    /// The peer reset the connection.
+    ConnectionReset,
 }
 
 impl fmt::Display for DeviceError {
@@ -47,6 +54,9 @@ impl fmt::Display for DeviceError {
             DeviceError::NotFound => "not found",
             DeviceError::Unsupported => "not supported by this device",
             DeviceError::Io => "I/O error on the host",
+            DeviceError::AddressInUse => "address already in use",
+            DeviceError::ConnectionRefused => "connection refused",
+            DeviceError::ConnectionReset => "connection reset by peer",
         })
     }
 }
@@ -172,6 +182,57 @@ pub trait Kv {
     }
 }
 
+/// Names one socket of a [`HostSockets`] device.
+pub type SocketId = u64;
+
+/// The host's own TCP/IP stack, for the unix target's "socket" networking: non-blocking socket
+/// calls that answer [`DeviceError::WouldBlock`] when they would wait, and one readiness bit that
+/// says some socket may have become ready; [`HostSockets::take_ready`] says which.
+pub trait HostSockets {
+    /// The readiness bit `yield_until` sets when a socket may have become ready.
+    fn readiness(&self) -> ReadySet;
+    /// Calls `on_ready` with each socket that became readable, writable or closed since the last
+    /// call.
+    fn take_ready(&mut self, on_ready: &mut dyn FnMut(SocketId));
+    /// A TCP listener on `addr`.
+    fn tcp_listen(&mut self, addr: SocketAddr, backlog: u32) -> Result<SocketId, DeviceError>;
+    /// The next connection waiting on `listener`, with the peer's address.
+    fn tcp_accept(&mut self, listener: SocketId) -> Result<(SocketId, SocketAddr), DeviceError>;
+    /// Starts connecting to `addr`; the socket becomes writable once connected.
+    fn tcp_connect(&mut self, addr: SocketAddr) -> Result<SocketId, DeviceError>;
+    /// Whether a connection started by `tcp_connect` is established; `WouldBlock` while it is not.
+    fn tcp_connected(&mut self, socket: SocketId) -> Result<(), DeviceError>;
+    /// Reads received bytes; `Ok(0)` when the peer closed its side.
+    fn tcp_recv(&mut self, socket: SocketId, buf: &mut [u8]) -> Result<usize, DeviceError>;
+    /// Queues bytes to send; returns how many were taken.
+    fn tcp_send(&mut self, socket: SocketId, buf: &[u8]) -> Result<usize, DeviceError>;
+    /// Closes the sending side (FIN).
+    fn tcp_shutdown(&mut self, socket: SocketId) -> Result<(), DeviceError>;
+    /// Bytes sent but not yet acknowledged by the peer.
+    fn tcp_unacked(&mut self, socket: SocketId) -> Result<usize, DeviceError>;
+    /// A UDP socket bound to `addr`.
+    fn udp_bind(&mut self, addr: SocketAddr) -> Result<SocketId, DeviceError>;
+    /// The next datagram and its sender.
+    fn udp_recv_from(
+        &mut self,
+        socket: SocketId,
+        buf: &mut [u8],
+    ) -> Result<(usize, SocketAddr), DeviceError>;
+    /// Sends one datagram.
+    fn udp_send_to(
+        &mut self,
+        socket: SocketId,
+        buf: &[u8],
+        to: SocketAddr,
+    ) -> Result<(), DeviceError>;
+    /// The socket's own address.
+    fn local_addr(&self, socket: SocketId) -> Result<SocketAddr, DeviceError>;
+    /// The connected peer's address.
+    fn peer_addr(&self, socket: SocketId) -> Result<SocketAddr, DeviceError>;
+    /// Closes the socket and forgets it.
+    fn close(&mut self, socket: SocketId);
+}
+
 /// A device the host configured for the app, with the name it was given (`--net service=tap0`).
 pub enum Device {
     /// A network interface.
@@ -180,6 +241,8 @@ pub enum Device {
     Block(String, Box<dyn Block>),
     /// A read-only key-value store.
     Kv(String, Box<dyn Kv>),
+    /// The host's TCP/IP stack (unix only).
+    Sockets(String, Box<dyn HostSockets>),
 }
 
 /// What a target provides to the runtime. Exactly one implementation is linked into an app.

@@ -3,7 +3,7 @@
 //! An app built without `--cfg fata_target="hvt"` links this crate and runs as an ordinary process:
 //! the console is stdout, clocks are `clock_gettime`, `yield_until` is `ppoll(2)` over the devices'
 //! file descriptors, a network interface is a tap device, a block device is a file and a key-value
-//! store is a directory.
+//! store is a directory, and the host's own TCP/IP stack is a [`HostSockets`](fata_platform::HostSockets) device.
 //!
 //! Devices come from environment variables that `fata run --target unix` sets from its options, one
 //! variable per kind, each a comma-separated list of `NAME=VALUE`:
@@ -11,6 +11,7 @@
 
 mod block;
 mod kv;
+mod sockets;
 mod tap;
 
 use std::io::Write;
@@ -22,6 +23,7 @@ use fata_platform::{Device, Platform, ReadySet};
 
 pub use block::FileBlock;
 pub use kv::DirKv;
+pub use sockets::Sockets;
 pub use tap::Tap;
 
 /// The unix platform: one per process.
@@ -174,6 +176,14 @@ fn open_devices() -> Result<Vec<Device>, String> {
             .push((bit, tap.fd()));
         devices.push(Device::Net(or_default(name, "service"), Box::new(tap)));
     }
+    // The host's own stack is always there, for apps given no network interface.
+    let bit = ReadySet::single(devices.len() as u32);
+    let sockets = Sockets::new(bit).map_err(|e| format!("cannot create an epoll instance: {e}"))?;
+    WATCHED
+        .lock()
+        .map_err(|_| "device table poisoned")?
+        .push((bit, sockets.fd()));
+    devices.push(Device::Sockets("host".into(), Box::new(sockets)));
     for (name, path) in device_specs("FATA_BLOCK") {
         let block = FileBlock::open(path.as_ref())
             .map_err(|e| format!("cannot open block device file {path:?}: {e}"))?;

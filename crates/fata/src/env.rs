@@ -6,7 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::str::FromStr;
 
-use fata_platform::{Block, Device, Kv, Net};
+use fata_platform::{Block, Device, HostSockets, Kv, Net};
 
 use crate::console::{SysClock, SysConsole, SysRandom};
 use crate::error::Error;
@@ -95,6 +95,16 @@ impl Env {
         })
     }
 
+    /// Takes the host's own TCP/IP stack (unix only; `fata-net` uses it when the app has no
+    /// network interface).
+    pub fn take_host_sockets(&mut self) -> Result<Box<dyn HostSockets>, Error> {
+        self.take_first(|d| match d {
+            Device::Sockets(_, sockets) => Ok(sockets),
+            other => Err(other),
+        })
+        .ok_or_else(|| Error::msg("this target has no host TCP/IP stack: give the app --net TAP"))
+    }
+
     fn take<T>(
         &mut self,
         name: &str,
@@ -102,6 +112,15 @@ impl Env {
         option: &str,
         matches: impl Fn(Device) -> Result<T, Device>,
     ) -> Result<T, Error> {
+        self.take_first(matches).ok_or_else(|| {
+            Error::msg(format!(
+                "no {kind} called {name:?}: give one with `fata run {option} {name}=...`"
+            ))
+        })
+    }
+
+    /// Removes and returns the first device `matches` accepts.
+    fn take_first<T>(&mut self, matches: impl Fn(Device) -> Result<T, Device>) -> Option<T> {
         let mut found = None;
         for device in core::mem::take(&mut self.devices) {
             match found {
@@ -112,11 +131,7 @@ impl Env {
                 Some(_) => self.devices.push(device),
             }
         }
-        found.ok_or_else(|| {
-            Error::msg(format!(
-                "no {kind} called {name:?}: give one with `fata run {option} {name}=...`"
-            ))
-        })
+        found
     }
 }
 

@@ -44,7 +44,9 @@ pub use env::Env;
 pub use error::{Error, Result};
 pub use executor::{JoinHandle, WaitReady, block_on, spawn, wait_ready};
 pub use fata_macros::main;
-pub use fata_platform::{Block, Clock, Console, Device, DeviceError, Kv, Net, Random, ReadySet};
+pub use fata_platform::{
+    Block, Clock, Console, Device, DeviceError, HostSockets, Kv, Net, Random, ReadySet, SocketId,
+};
 pub use time::{Instant, Sleep, sleep, sleep_until};
 
 /// The platform this build links: the unikernel guest.

@@ -1,4 +1,4 @@
-//! The stack: one smoltcp interface over one device, driven by a task of its own.
+//! The smoltcp backend: one interface over one Fata `Net` device, driven by a task of its own.
 
 use alloc::boxed::Box;
 use alloc::rc::Rc;
@@ -9,13 +9,17 @@ use core::future::{pending, poll_fn};
 use core::task::{Poll, Waker};
 use core::time::Duration;
 
-use fata::{Env, Error, Net, Random};
+use fata::Net;
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
-use smoltcp::socket::{dhcpv4, tcp};
+use smoltcp::socket::{dhcpv4, tcp as tcp_socket};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
 use crate::config::{Config, Ipv4Config, Tuning};
-use crate::link::{Link, LinkStats};
+use link::{Link, LinkStats};
+
+pub(crate) mod link;
+pub(crate) mod tcp;
+pub(crate) mod udp;
 
 /// How long a closed connection may take to finish its goodbye before it is reset.
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
@@ -28,7 +32,7 @@ const EPHEMERAL_FIRST: u16 = 49152;
 /// interface when frames arrive, when a socket has something to send and when a TCP timer is due,
 /// and flushes the frames each poll produced as one batch.
 #[derive(Clone)]
-pub struct Stack {
+pub struct SmolStack {
     pub(crate) inner: Rc<Inner>,
 }
 
@@ -55,10 +59,10 @@ pub(crate) fn now() -> smoltcp::time::Instant {
     smoltcp::time::Instant::from_micros((fata::Instant::now().as_nanos() / 1000) as i64)
 }
 
-impl Stack {
+impl SmolStack {
     /// A stack over `net`, configured by `config`; `seed` randomises TCP sequence numbers and
     /// ephemeral ports.
-    pub fn new(net: Box<dyn Net>, config: Config, seed: u64) -> Stack {
+    pub fn new(net: Box<dyn Net>, config: Config, seed: u64) -> SmolStack {
         let mut link = Link::new(net);
         let mac = EthernetAddress(link.net().mac());
         let mut iface_config = smoltcp::iface::Config::new(HardwareAddress::Ethernet(mac));
@@ -88,17 +92,7 @@ impl Stack {
             configured: RefCell::new(Vec::new()),
         });
         fata::spawn(drive(inner.clone())).detach();
-        Stack { inner }
-    }
-
-    /// The stack over the app's network interface `service`, configured from its arguments
-    /// (`--ipv4 ADDR/PREFIX`, `--ipv4-gateway ADDR`, DHCP without `--ipv4`).
-    pub fn from_env(env: &mut Env) -> Result<Stack, Error> {
-        let config = Config::from_env(env)?;
-        let net = env.take_net("service")?;
-        let mut seed = [0u8; 8];
-        env.random().fill(&mut seed);
-        Ok(Stack::new(net, config, u64::from_le_bytes(seed)))
+        SmolStack { inner }
     }
 
     /// The interface's IPv4 address, once it has one.
@@ -156,7 +150,7 @@ impl Stack {
     /// Hands a dropped connection to the driver, which removes it once closed.
     pub(crate) fn retire(&self, handle: SocketHandle) {
         let mut state = self.inner.state.borrow_mut();
-        state.sockets.get_mut::<tcp::Socket>(handle).close();
+        state.sockets.get_mut::<tcp_socket::Socket>(handle).close();
         let deadline = fata::Instant::now() + CLOSE_GRACE;
         state.closing.push((handle, deadline));
         drop(state);
@@ -207,9 +201,9 @@ impl Inner {
         }
         let right_now = fata::Instant::now();
         closing.retain(|&(handle, deadline)| {
-            let socket = sockets.get_mut::<tcp::Socket>(handle);
+            let socket = sockets.get_mut::<tcp_socket::Socket>(handle);
             match socket.state() {
-                tcp::State::Closed | tcp::State::TimeWait => {
+                tcp_socket::State::Closed | tcp_socket::State::TimeWait => {
                     sockets.remove(handle);
                     false
                 }

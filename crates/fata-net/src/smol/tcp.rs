@@ -10,10 +10,10 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::wire::{IpEndpoint, IpListenEndpoint};
 
+use super::SmolStack;
 use crate::NetError;
-use crate::stack::Stack;
 
-fn new_socket(stack: &Stack) -> tcp::Socket<'static> {
+fn new_socket(stack: &SmolStack) -> tcp::Socket<'static> {
     let tuning = stack.inner.state.borrow().tuning;
     let rx = tcp::SocketBuffer::new(vec![0; tuning.tcp_rx_buffer]);
     let tx = tcp::SocketBuffer::new(vec![0; tuning.tcp_tx_buffer]);
@@ -27,20 +27,20 @@ fn new_socket(stack: &Stack) -> tcp::Socket<'static> {
 ///
 /// It keeps `Tuning::tcp_backlog` sockets listening, so that many handshakes can complete at once;
 /// each accepted connection is replaced by a fresh listening socket.
-pub struct TcpListener {
-    stack: Stack,
+pub struct SmolListener {
+    stack: SmolStack,
     port: u16,
     listening: RefCell<Vec<SocketHandle>>,
 }
 
-impl TcpListener {
+impl SmolListener {
     /// Listens on `port` of every address of the interface.
-    pub fn bind(stack: &Stack, port: u16) -> Result<TcpListener, NetError> {
+    pub fn bind(stack: &SmolStack, port: u16) -> Result<SmolListener, NetError> {
         if port == 0 {
             return Err(NetError::InvalidPort);
         }
         let backlog = stack.inner.state.borrow().tuning.tcp_backlog.max(1);
-        let listener = TcpListener {
+        let listener = SmolListener {
             stack: stack.clone(),
             port,
             listening: RefCell::new(Vec::new()),
@@ -66,7 +66,7 @@ impl TcpListener {
     }
 
     /// Waits for the next established connection and returns it with the peer's address.
-    pub async fn accept(&self) -> Result<(TcpStream, IpEndpoint), NetError> {
+    pub async fn accept(&self) -> Result<(SmolStream, IpEndpoint), NetError> {
         let handle = poll_fn(|cx| {
             let mut listening = self.listening.borrow_mut();
             let mut state = self.stack.inner.state.borrow_mut();
@@ -88,7 +88,7 @@ impl TcpListener {
         .await;
         let replacement = self.listen_one()?;
         self.listening.borrow_mut().push(replacement);
-        let stream = TcpStream {
+        let stream = SmolStream {
             stack: self.stack.clone(),
             handle,
         };
@@ -97,7 +97,7 @@ impl TcpListener {
     }
 }
 
-impl Drop for TcpListener {
+impl Drop for SmolListener {
     fn drop(&mut self) {
         let mut state = self.stack.inner.state.borrow_mut();
         for handle in self.listening.borrow_mut().drain(..) {
@@ -107,14 +107,14 @@ impl Drop for TcpListener {
 }
 
 /// One TCP connection. Dropping it closes the connection gracefully (reset after 10 s).
-pub struct TcpStream {
-    stack: Stack,
+pub struct SmolStream {
+    stack: SmolStack,
     handle: SocketHandle,
 }
 
-impl TcpStream {
+impl SmolStream {
     /// Opens a connection to `remote` and waits until it is established.
-    pub async fn connect(stack: &Stack, remote: IpEndpoint) -> Result<TcpStream, NetError> {
+    pub async fn connect(stack: &SmolStack, remote: IpEndpoint) -> Result<SmolStream, NetError> {
         let port = stack.ephemeral_port();
         let mut socket = new_socket(stack);
         let handle = {
@@ -124,7 +124,7 @@ impl TcpStream {
                 .map_err(|_| NetError::Unaddressable)?;
             state.sockets.add(socket)
         };
-        let stream = TcpStream {
+        let stream = SmolStream {
             stack: stack.clone(),
             handle,
         };
@@ -211,15 +211,6 @@ impl TcpStream {
         Ok(written)
     }
 
-    /// Writes all of `buf`.
-    pub async fn write_all(&mut self, mut buf: &[u8]) -> Result<(), NetError> {
-        while !buf.is_empty() {
-            let n = self.write(buf).await?;
-            buf = &buf[n..];
-        }
-        Ok(())
-    }
-
     /// Waits until the peer has acknowledged everything written so far.
     pub async fn flush(&mut self) -> Result<(), NetError> {
         poll_fn(|cx| {
@@ -245,7 +236,7 @@ impl TcpStream {
     }
 }
 
-impl Drop for TcpStream {
+impl Drop for SmolStream {
     fn drop(&mut self) {
         self.stack.retire(self.handle);
     }

@@ -8,19 +8,19 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::udp;
 use smoltcp::wire::IpEndpoint;
 
+use super::SmolStack;
 use crate::NetError;
-use crate::stack::Stack;
 
 /// A UDP socket bound to a local port.
-pub struct UdpSocket {
-    stack: Stack,
+pub struct SmolUdp {
+    stack: SmolStack,
     handle: SocketHandle,
     port: u16,
 }
 
-impl UdpSocket {
+impl SmolUdp {
     /// Binds to `port` on every address of the interface; port 0 picks an ephemeral one.
-    pub fn bind(stack: &Stack, port: u16) -> Result<UdpSocket, NetError> {
+    pub fn bind(stack: &SmolStack, port: u16) -> Result<SmolUdp, NetError> {
         let port = if port == 0 {
             stack.ephemeral_port()
         } else {
@@ -33,7 +33,7 @@ impl UdpSocket {
         let mut socket = udp::Socket::new(rx, tx);
         socket.bind(port).map_err(|_| NetError::InvalidPort)?;
         let handle = stack.inner.state.borrow_mut().sockets.add(socket);
-        Ok(UdpSocket {
+        Ok(SmolUdp {
             stack: stack.clone(),
             handle,
             port,
@@ -84,7 +84,7 @@ impl UdpSocket {
     }
 }
 
-impl Drop for UdpSocket {
+impl Drop for SmolUdp {
     fn drop(&mut self) {
         self.stack
             .inner
