@@ -1,0 +1,72 @@
+//! Fata's hvt guest platform: what a unikernel links to run under `fata-monitor`.
+//!
+//! This is the lowest layer inside the guest. It implements [`fata_platform::Platform`] as
+//! [`Hvt`] over the hvt ABI (`fata-hvt-abi`): console, clocks from the TSC, entropy, blocking
+//! `yield`, exit, and the app's arguments from the boot info.
+//!
+//! Built with `--cfg fata_target="hvt"` it also provides the runtime a freestanding image needs
+//! (module `rt`): `_start`, the `memcpy` family, unwinding stubs, the panic handler (prints
+//! `panicked at FILE:LINE:COL:` and the message, exits with status 101), the talc global
+//! allocator over the RAM between the image and the stack, and the ABI note. `_start` calls the
+//! app's C symbol `main() -> i32` and exits with its return value. Without that cfg the crate is an
+//! ordinary library, so host builds and tests of the workspace still compile it.
+//!
+//! The guest runs at CPL3 with SSE already enabled by the monitor; it takes no interrupts.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+mod args;
+mod boot;
+mod clock;
+pub mod hypercall;
+mod random;
+#[cfg(fata_target = "hvt")]
+mod rt;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use fata_hvt_abi::YIELD_FOREVER;
+use fata_platform::{Device, Platform, ReadySet};
+
+/// The hvt platform. The `fata` runtime uses it when built with `--cfg fata_target="hvt"`.
+pub struct Hvt;
+
+impl Platform for Hvt {
+    fn monotonic_ns() -> u64 {
+        clock::monotonic_ns()
+    }
+
+    fn wall_clock_ns() -> u64 {
+        clock::wall_clock_ns()
+    }
+
+    fn console_write(bytes: &[u8]) {
+        hypercall::console_write(bytes);
+    }
+
+    fn random_fill(buf: &mut [u8]) {
+        random::fill(buf);
+    }
+
+    fn yield_until(interest: ReadySet, deadline_ns: Option<u64>) -> ReadySet {
+        let timeout = deadline_ns.map_or(YIELD_FOREVER, |d| {
+            d.saturating_sub(clock::monotonic_ns())
+                .min(YIELD_FOREVER - 1)
+        });
+        ReadySet(hypercall::yield_for(timeout, interest.0))
+    }
+
+    fn exit(status: i32) -> ! {
+        hypercall::exit(status)
+    }
+
+    fn args() -> Vec<String> {
+        boot::info().map_or_else(Vec::new, |info| args::parse(boot::cmdline(info), info.argc))
+    }
+
+    fn take_devices() -> Vec<Device> {
+        // ABI version 1 configures no devices.
+        Vec::new()
+    }
+}
