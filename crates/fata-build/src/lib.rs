@@ -1,0 +1,258 @@
+//! Builds a Fata app for a target: the one place that knows how.
+//!
+//! - **unix**: a plain `cargo build`; the app links `fata-unix` and is an ordinary executable.
+//! - **hvt**: the same crate, built for `x86_64-unknown-linux-gnu` in freestanding mode on stable
+//!   Rust: `--cfg fata_target="hvt"` selects the guest platform, and static, non-PIE,
+//!   `panic=abort` code is linked with Fata's link script at 1 MiB. The flags reach only the
+//!   guest's own code (an explicit `--target` keeps them away from build scripts and proc-macros),
+//!   and guest builds get their own target directory so host and guest artifacts do not evict
+//!   each other.
+//!
+//! Cargo's own progress and diagnostics stream to stderr as it builds; on failure the error
+//! carries the compiler's first error so the caller can say what went wrong.
+
+use std::fmt;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+
+/// Fata's guest link script (image at 1 MiB, separate R-X / R / RW segments).
+pub const LINK_SCRIPT: &str = include_str!("../../fata-hvt/link.ld");
+
+/// The Rust target both Fata targets compile for.
+const RUST_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// Where a Fata app runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// An ordinary Linux process.
+    Unix,
+    /// A unikernel booted by Fata's KVM monitor.
+    Hvt,
+}
+
+impl FromStr for Target {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Target, String> {
+        match name {
+            "unix" => Ok(Target::Unix),
+            "hvt" => Ok(Target::Hvt),
+            other => Err(format!(
+                "unknown target {other:?}: Fata builds for `unix` (a Linux process) or `hvt` (a KVM unikernel)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Target::Unix => "unix",
+            Target::Hvt => "hvt",
+        })
+    }
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The app's crate directory (holding `Cargo.toml`).
+    pub crate_dir: PathBuf,
+    /// The target to build for.
+    pub target: Target,
+    /// Optimised build (`--release`).
+    pub release: bool,
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No `Cargo.toml` where the app should be.
+    #[error("no crate at {0}: expected a Cargo.toml there (create one with `fata new NAME`)")]
+    NoCrate(PathBuf),
+    /// Cargo could not be started.
+    #[error("cannot run cargo ({0}): is the Rust toolchain installed and on PATH?")]
+    Cargo(std::io::Error),
+    /// Cargo's metadata could not be read.
+    #[error("cannot read the crate's metadata: {0}")]
+    Metadata(String),
+    /// The compiler reported an error.
+    #[error("the build failed; the compiler's first error:\n{0}")]
+    Compile(String),
+    /// Cargo failed without a compiler error (a dependency could not be fetched, a bad manifest).
+    #[error("cargo failed (see its output above)")]
+    CargoFailed,
+    /// The crate built but has no executable.
+    #[error("the crate at {0} built no executable: an app needs a [[bin]] (src/main.rs)")]
+    NoExecutable(PathBuf),
+    /// Writing the link script failed.
+    #[error("cannot write the link script to {0}: {1}")]
+    LinkScript(PathBuf, std::io::Error),
+}
+
+/// The rustflags of a guest build, linked with the script at `link_script`.
+pub fn guest_rustflags(link_script: &Path) -> Vec<String> {
+    let mut flags: Vec<String> = [
+        "--cfg",
+        "fata_target=\"hvt\"",
+        "-Cpanic=abort",
+        "-Crelocation-model=static",
+        "-Ccode-model=small",
+        "-Ctarget-feature=+crt-static",
+        "-Clink-arg=-nostartfiles",
+        "-Clink-arg=-static",
+        "-Clink-arg=-no-pie",
+        "-Clink-arg=-Wl,--gc-sections",
+        "-Clink-arg=-Wl,--build-id=none",
+        "-Clink-arg=-Wl,-z,norelro",
+    ]
+    .map(String::from)
+    .into();
+    flags.push(format!("-Clink-arg=-T{}", link_script.display()));
+    flags
+}
+
+/// Builds the app and returns the path of the executable (for hvt, the unikernel image).
+pub fn build(request: &Request) -> Result<PathBuf, Error> {
+    let manifest = request.crate_dir.join("Cargo.toml");
+    if !manifest.is_file() {
+        return Err(Error::NoCrate(request.crate_dir.clone()));
+    }
+    let manifest = manifest
+        .canonicalize()
+        .map_err(|_| Error::NoCrate(request.crate_dir.clone()))?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(&cargo);
+    command
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--message-format=json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if request.release {
+        command.arg("--release");
+    }
+    if request.target == Target::Hvt {
+        let guest_dir = target_directory(&cargo, &manifest)?.join("fata-hvt");
+        let script = guest_dir.join("link.ld");
+        std::fs::create_dir_all(&guest_dir)
+            .and_then(|()| write_if_changed(&script, LINK_SCRIPT))
+            .map_err(|e| Error::LinkScript(script.clone(), e))?;
+        command
+            .arg("--target")
+            .arg(RUST_TARGET)
+            .arg("--target-dir")
+            .arg(&guest_dir)
+            .env_remove("RUSTFLAGS")
+            .env(
+                "CARGO_ENCODED_RUSTFLAGS",
+                guest_rustflags(&script).join("\x1f"),
+            );
+    }
+    let mut child = command.spawn().map_err(Error::Cargo)?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut first_error = None;
+    let mut executable = None;
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        match message["reason"].as_str() {
+            Some("compiler-message") => {
+                let rendered = message["message"]["rendered"].as_str().unwrap_or_default();
+                eprint!("{rendered}");
+                if message["message"]["level"] == "error" && first_error.is_none() {
+                    first_error = Some(rendered.trim_end().to_string());
+                }
+            }
+            Some("compiler-artifact")
+                if Path::new(message["manifest_path"].as_str().unwrap_or_default()) == manifest =>
+            {
+                if let Some(path) = message["executable"].as_str() {
+                    executable = Some(PathBuf::from(path));
+                }
+            }
+            _ => {}
+        }
+    }
+    let status = child.wait().map_err(Error::Cargo)?;
+    if !status.success() {
+        return Err(first_error.map_or(Error::CargoFailed, Error::Compile));
+    }
+    executable.ok_or_else(|| Error::NoExecutable(request.crate_dir.clone()))
+}
+
+/// Cargo's target directory for the crate (the workspace's when the crate is in one).
+fn target_directory(cargo: &std::ffi::OsStr, manifest: &Path) -> Result<PathBuf, Error> {
+    let output = Command::new(cargo)
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--manifest-path",
+        ])
+        .arg(manifest)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(Error::Cargo)?;
+    if !output.status.success() {
+        return Err(Error::Metadata("cargo metadata failed (see above)".into()));
+    }
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(|e| Error::Metadata(e.to_string()))?;
+    metadata["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .ok_or_else(|| Error::Metadata("no target_directory in cargo metadata".into()))
+}
+
+/// Writes `contents` unless the file already holds them, so its timestamp only moves on change.
+fn write_if_changed(path: &Path, contents: &str) -> std::io::Result<()> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == contents) {
+        return Ok(());
+    }
+    std::fs::write(path, contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_and_unknown_ones_say_which_exist() {
+        assert_eq!("hvt".parse(), Ok(Target::Hvt));
+        assert_eq!("unix".parse(), Ok(Target::Unix));
+        let error = "xen".parse::<Target>().unwrap_err();
+        assert!(
+            error.contains("`unix`") && error.contains("`hvt`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn guest_flags_select_the_hvt_platform_and_the_link_script() {
+        let flags = guest_rustflags(Path::new("/t/link.ld"));
+        assert!(
+            flags
+                .windows(2)
+                .any(|w| w == ["--cfg", "fata_target=\"hvt\""])
+        );
+        assert_eq!(flags.last().unwrap(), "-Clink-arg=-T/t/link.ld");
+    }
+
+    #[test]
+    fn a_directory_without_a_crate_is_reported() {
+        let dir = std::env::temp_dir();
+        let request = Request {
+            crate_dir: dir.join("fata-no-such-crate"),
+            target: Target::Unix,
+            release: false,
+        };
+        assert!(matches!(build(&request), Err(Error::NoCrate(_))));
+    }
+}

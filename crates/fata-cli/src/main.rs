@@ -1,0 +1,278 @@
+//! `fata`: create, build and run Fata apps.
+//!
+//! ```text
+//! fata new NAME                                   a new app crate that builds and runs
+//! fata build [--target unix|hvt] [--release] [PATH]
+//!                                                 prints the executable's path as its last line
+//! fata run [--target unix|hvt] [--release] [PATH | IMAGE] [--mem SIZE] [--net [NAME=]TAP]
+//!          [--block [NAME=]FILE] [--kv [NAME=]DIR] [--stats] [-- APP ARGS...]
+//! ```
+//!
+//! Exit status: the app's own status for `run`; 2 for a command line `fata` does not understand;
+//! 3 when the app cannot be built (no crate, compiler error); 4 when it cannot be started; the
+//! monitor's documented codes (`fata_monitor::Error::exit_code`) when an hvt guest cannot boot or
+//! misbehaves.
+
+mod new;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use fata_build::Target;
+
+/// Exit status when the app cannot be built.
+const EXIT_BUILD: u8 = 3;
+/// Exit status when the app cannot be started.
+const EXIT_START: u8 = 4;
+
+#[derive(Parser)]
+#[command(
+    name = "fata",
+    version,
+    about = "Build and run Fata apps as Linux processes or KVM unikernels"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new app crate NAME (a directory) that builds and runs on every target.
+    New {
+        /// The directory and crate name to create.
+        name: PathBuf,
+    },
+    /// Build the app at PATH (default: the current directory); prints the executable's path last.
+    Build {
+        #[command(flatten)]
+        build: BuildOptions,
+        /// The app's crate directory.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+    },
+    /// Build (when given a crate) and run an app; a file is run as an already built image.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct BuildOptions {
+    /// Where the app runs: `unix` (a Linux process) or `hvt` (a KVM unikernel).
+    #[arg(long, value_parser = parse_target)]
+    target: Option<Target>,
+    /// Build with optimisations.
+    #[arg(long)]
+    release: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    build: BuildOptions,
+    /// The app's crate directory, or an image built before (default: the current directory).
+    #[arg(default_value = ".")]
+    path: PathBuf,
+    /// Guest memory for hvt, e.g. 32M, 512K, 1G (default 32M).
+    #[arg(long, value_parser = parse_size)]
+    mem: Option<u64>,
+    /// A network interface backed by the tap device TAP, named NAME (default `service`).
+    #[arg(long, value_name = "[NAME=]TAP")]
+    net: Vec<String>,
+    /// A block device backed by FILE, named NAME (default `storage`).
+    #[arg(long, value_name = "[NAME=]FILE")]
+    block: Vec<String>,
+    /// A read-only key-value store backed by the directory DIR, named NAME (default `data`).
+    #[arg(long, value_name = "[NAME=]DIR")]
+    kv: Vec<String>,
+    /// Print the monitor's counters (exits, time) when the guest ends (hvt).
+    #[arg(long)]
+    stats: bool,
+    /// The app's own arguments, after `--`.
+    #[arg(last = true)]
+    app_args: Vec<String>,
+}
+
+fn parse_target(name: &str) -> Result<Target, String> {
+    name.parse()
+}
+
+/// Parses a memory size: bytes, or a number with a K, M or G suffix (powers of 1024).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, ""),
+    };
+    let shift = match unit.to_ascii_uppercase().trim_end_matches(['B', 'I']) {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => {
+            return Err(format!(
+                "unknown size unit {unit:?}: use K, M or G, as in 32M"
+            ));
+        }
+    };
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 32M"))?;
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text} is too large"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::New { name } => new::create(&name).map(|()| ExitCode::SUCCESS),
+        Command::Build { build, path } => build_app(&path, &build).map(|image| {
+            println!("{}", image.display());
+            ExitCode::SUCCESS
+        }),
+        Command::Run(run) => run_app(run),
+    };
+    result.unwrap_or_else(|failure| {
+        eprintln!("fata: {}", failure.message);
+        ExitCode::from(failure.status)
+    })
+}
+
+/// Why a command failed: what to tell the person and the exit status.
+struct Failure {
+    message: String,
+    status: u8,
+}
+
+impl Failure {
+    fn new(status: u8, message: impl ToString) -> Failure {
+        Failure {
+            message: message.to_string(),
+            status,
+        }
+    }
+}
+
+fn build_app(path: &Path, options: &BuildOptions) -> Result<PathBuf, Failure> {
+    let target = options.target.unwrap_or(Target::Unix);
+    eprintln!(
+        "fata: building {} for {target} ({})",
+        path.display(),
+        if options.release { "release" } else { "debug" }
+    );
+    let request = fata_build::Request {
+        crate_dir: path.to_path_buf(),
+        target,
+        release: options.release,
+    };
+    fata_build::build(&request).map_err(|e| Failure::new(EXIT_BUILD, e))
+}
+
+fn run_app(run: RunArgs) -> Result<ExitCode, Failure> {
+    let is_image = run.path.is_file();
+    let target = run
+        .build
+        .target
+        .unwrap_or(if is_image { Target::Hvt } else { Target::Unix });
+    let image = if is_image {
+        run.path.clone()
+    } else {
+        build_app(&run.path, &run.build)?
+    };
+    match target {
+        Target::Unix => run_unix(&image, &run),
+        Target::Hvt => run_hvt(&image, &run),
+    }
+}
+
+/// Replaces this process with the app, its devices named in `FATA_*` variables (see `fata-unix`).
+fn run_unix(executable: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
+    use std::os::unix::process::CommandExt;
+    if run.mem.is_some() || run.stats {
+        return Err(Failure::new(
+            2,
+            "--mem and --stats apply to the hvt target only",
+        ));
+    }
+    let mut command = std::process::Command::new(executable);
+    command.args(&run.app_args);
+    for (variable, specs) in [
+        ("FATA_NET", &run.net),
+        ("FATA_BLOCK", &run.block),
+        ("FATA_KV", &run.kv),
+    ] {
+        if !specs.is_empty() {
+            command.env(variable, specs.join(","));
+        }
+    }
+    let error = command.exec();
+    Err(Failure::new(
+        EXIT_START,
+        format!("cannot start {}: {error}", executable.display()),
+    ))
+}
+
+/// Boots the image under Fata's KVM monitor, in this process.
+fn run_hvt(image: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
+    if !run.net.is_empty() || !run.block.is_empty() || !run.kv.is_empty() {
+        return Err(Failure::new(
+            2,
+            "devices (--net, --block, --kv) are not yet available on hvt",
+        ));
+    }
+    let config = fata_monitor::Config {
+        mem_bytes: run.mem.unwrap_or(fata_monitor::DEFAULT_MEM_BYTES),
+        args: run.app_args.clone(),
+        stats: run.stats,
+    };
+    match fata_monitor::run(image, &config) {
+        Ok(exit) => Ok(ExitCode::from(exit.status as u8)),
+        Err(error) => {
+            let status = u8::try_from(error.exit_code()).unwrap_or(u8::MAX);
+            Err(Failure::new(status, error))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("32M"), Ok(32 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("99999999999999G").is_err());
+    }
+
+    #[test]
+    fn the_command_line_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "fata",
+            "run",
+            "--target",
+            "hvt",
+            "apps/hello",
+            "--mem",
+            "64M",
+            "--",
+            "--count",
+            "1",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.build.target, Some(Target::Hvt));
+        assert_eq!(run.mem, Some(64 << 20));
+        assert_eq!(run.app_args, ["--count", "1"]);
+        assert!(Cli::try_parse_from(["fata", "build", "--target", "xen"]).is_err());
+    }
+}

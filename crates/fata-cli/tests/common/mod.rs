@@ -1,0 +1,200 @@
+//! Helpers for end-to-end tests: the `fata` command, network namespaces with tap devices, and apps
+//! running in the background.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The workspace root, where `apps/` lives.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The target directory `fata` builds apps into during tests: its own, so it never waits for the
+/// lock of the build that runs the tests.
+pub fn apps_target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e")
+}
+
+/// `fata ARGS` as a command, run in the workspace.
+pub fn fata_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fata"));
+    command
+        .args(args)
+        .current_dir(workspace())
+        .env("CARGO_TARGET_DIR", apps_target_dir());
+    command
+}
+
+/// Runs `fata ARGS` to completion.
+pub fn fata(args: &[&str]) -> Output {
+    fata_command(args).output().unwrap()
+}
+
+/// Builds `app` for `target` and returns the executable's path.
+pub fn build(app: &str, target: &str) -> PathBuf {
+    let out = fata(&["build", "--release", "--target", target, app]);
+    assert!(
+        out.status.success(),
+        "building {app}: {}",
+        text(&out.stderr)
+    );
+    PathBuf::from(text(&out.stdout).lines().last().unwrap())
+}
+
+/// Bytes as text, for messages.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Whether this machine can run KVM guests; prints a loud SKIPPED line when not.
+pub fn have_kvm(test: &str) -> bool {
+    let ok = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    if !ok {
+        println!("SKIPPED: {test}: /dev/kvm is missing or not accessible");
+    }
+    ok
+}
+
+/// A network namespace holding a tap device `tap0` with address 10.N.0.1/24, removed on drop.
+/// The app inside uses 10.N.0.2.
+pub struct Netns {
+    pub name: String,
+    pub subnet: u8,
+}
+
+impl Netns {
+    /// Creates the namespace; `None` (after a loud SKIPPED line) where namespaces or taps cannot be
+    /// made here.
+    pub fn create(test: &str, subnet: u8) -> Option<Netns> {
+        let name = format!("fata-{test}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        let ns = Netns { name, subnet };
+        let host = format!("10.{subnet}.0.1/24");
+        let steps: [&[&str]; 5] = [
+            &["ip", "netns", "add", &ns.name],
+            &[
+                "ip", "netns", "exec", &ns.name, "ip", "link", "set", "lo", "up",
+            ],
+            &[
+                "ip", "netns", "exec", &ns.name, "ip", "tuntap", "add", "dev", "tap0", "mode",
+                "tap",
+            ],
+            &[
+                "ip", "netns", "exec", &ns.name, "ip", "addr", "add", &host, "dev", "tap0",
+            ],
+            &[
+                "ip", "netns", "exec", &ns.name, "ip", "link", "set", "tap0", "mtu", "9000", "up",
+            ],
+        ];
+        for step in steps {
+            let out = Command::new(step[0]).args(&step[1..]).output();
+            if !out.as_ref().is_ok_and(|o| o.status.success()) {
+                let why = out
+                    .map(|o| text(&o.stderr))
+                    .unwrap_or_else(|e| e.to_string());
+                println!(
+                    "SKIPPED: {test}: cannot set up a network namespace ({}): {why}",
+                    step.join(" ")
+                );
+                return None;
+            }
+        }
+        Some(ns)
+    }
+
+    /// The app's address inside the namespace.
+    pub fn guest(&self) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::new(10, self.subnet, 0, 2)
+    }
+
+    /// `ip netns exec NAME PROGRAM`.
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name, program]);
+        command
+    }
+
+    /// Runs `f` on a thread that has entered the namespace, so its sockets live there.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let ns = std::fs::File::open(&path).unwrap();
+                    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                    f()
+                })
+                .join()
+                .unwrap()
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// An app running in the background, killed on drop; its stdout lines arrive on a channel.
+pub struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Running {
+    /// Starts `command` and waits up to 20 s for a stdout line containing `ready`.
+    pub fn start(mut command: Command, ready: &str) -> Running {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut running = Running { child, lines };
+        loop {
+            match running.lines.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) if line.contains(ready) => return running,
+                Ok(_) => continue,
+                Err(_) => {
+                    let status = running.child.try_wait().unwrap();
+                    panic!("the app did not print {ready:?} within 20 s (exit: {status:?})");
+                }
+            }
+        }
+    }
+
+    /// Whether the app is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
