@@ -102,7 +102,10 @@ pub enum Error {
     #[error("KVM is not available: {0}")]
     KvmUnavailable(String),
     /// A KVM call failed while setting up the VM.
-    #[error("cannot set up the VM: {what} failed: {source}")]
+    #[error(
+        "cannot set up the VM: {what} failed: {source}\nhint: this is a problem on the host, not in the \
+             image; `dmesg` may say more"
+    )]
     VmSetup {
         /// The step that failed.
         what: &'static str,
@@ -124,7 +127,11 @@ pub enum Error {
         rsp: u64,
     },
     /// The guest broke the ABI.
-    #[error("the guest broke the hvt ABI at RIP {rip:#x}: {violation}")]
+    #[error(
+        "the guest broke the hvt ABI at RIP {rip:#x}: {violation}\nhint: images built with \
+         fata-hvt do not do this; rebuild the image with this Fata version, and look the RIP up \
+         (`addr2line -e IMAGE {rip:#x}`) if it makes hypercalls of its own"
+    )]
     Abi {
         /// What it did.
         violation: AbiViolation,

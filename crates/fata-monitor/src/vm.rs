@@ -32,6 +32,22 @@ fn setup(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
     }
 }
 
+/// The error for a failed `open("/dev/kvm")`, saying what to do about it.
+pub fn kvm_open_error(errno: i32) -> Error {
+    Error::KvmUnavailable(match errno {
+        libc::ENOENT => "/dev/kvm does not exist; run on a host with hardware virtualization and \
+                         the kvm module loaded (or use --target unix)"
+            .into(),
+        libc::EACCES | libc::EPERM => "no permission to open /dev/kvm; add your user to the `kvm` \
+                                       group (then log in again)"
+            .into(),
+        _ => format!(
+            "cannot open /dev/kvm: {}",
+            std::io::Error::from_raw_os_error(errno)
+        ),
+    })
+}
+
 /// A VM with its vCPU. Fields drop in order: the vCPU and VM before the RAM they map.
 pub struct Vm {
     vcpu: VcpuFd,
@@ -52,17 +68,7 @@ pub struct BootClock {
 impl Vm {
     /// Creates the VM over `ram` with the vCPU about to run `entry` at CPL3.
     pub fn new(ram: &GuestRam, entry: u64, stack_top: u64) -> Result<Vm, Error> {
-        let kvm = Kvm::new().map_err(|e| {
-            Error::KvmUnavailable(match e.errno() {
-                libc::ENOENT => "/dev/kvm does not exist; run on a host with hardware \
-                                 virtualization and the kvm module loaded"
-                    .into(),
-                libc::EACCES | libc::EPERM => "no permission to open /dev/kvm; add your user to \
-                                               the `kvm` group (then log in again)"
-                    .into(),
-                _ => format!("cannot open /dev/kvm: {}", std::io::Error::from(e)),
-            })
-        })?;
+        let kvm = Kvm::new().map_err(|e| kvm_open_error(e.errno()))?;
         let vm = kvm.create_vm().map_err(|e| {
             Error::KvmUnavailable(format!(
                 "/dev/kvm cannot create a VM ({}); is another hypervisor holding virtualization?",
@@ -234,5 +240,30 @@ impl Vm {
     fn fault(&self, kind: FaultKind) -> Error {
         let (rip, rsp) = self.rip();
         Error::GuestFault { kind, rip, rsp }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kvm_open_errors_say_what_to_do() {
+        let missing = kvm_open_error(libc::ENOENT);
+        assert_eq!(missing.exit_code(), 122);
+        assert!(
+            missing.to_string().contains("/dev/kvm does not exist"),
+            "{missing}"
+        );
+        assert!(
+            kvm_open_error(libc::EACCES)
+                .to_string()
+                .contains("kvm` group")
+        );
+        assert!(
+            kvm_open_error(libc::EBUSY)
+                .to_string()
+                .contains("cannot open /dev/kvm")
+        );
     }
 }

@@ -86,13 +86,9 @@ fn well_behaved_guest_prints_yields_and_exits_with_its_status() {
     let err = out.open_after.unwrap_err();
     assert_eq!(
         err.raw_os_error(),
-        Some(libc_eperm()),
+        Some(libc::EPERM),
         "open after run must be denied: {err}"
     );
-}
-
-fn libc_eperm() -> i32 {
-    1
 }
 
 #[test]
