@@ -32,16 +32,13 @@ extern "C" fn main() -> i32 {
     say(&format!("float: {x:.2}"));
 
     let wall_s = Hvt::wall_clock_ns() / 1_000_000_000;
-    say(&format!(
-        "wall clock after 2020: {}",
-        wall_s > 1_577_836_800
-    ));
+    say(&format!("wall clock: {wall_s}"));
     let start = Hvt::monotonic_ns();
     let ready = Hvt::yield_until(ReadySet::EMPTY, Some(start + 3_000_000));
     let slept = Hvt::monotonic_ns() - start;
+    let plausible = (3_000_000..100_000_000).contains(&slept);
     say(&format!(
-        "slept at least 3 ms: {} (ready {})",
-        slept >= 3_000_000,
+        "slept 3 ms by the TSC: {plausible} (ready {})",
         ready.0
     ));
 
