@@ -87,6 +87,9 @@ pub enum Error {
     /// The crate built but has no executable.
     #[error("the crate at {0} built no executable: an app needs a [[bin]] (src/main.rs)")]
     NoExecutable(PathBuf),
+    /// The guest image could not be stripped.
+    #[error("cannot strip the guest image ({0}): is binutils installed?")]
+    Strip(std::io::Error),
     /// Writing the link script failed.
     #[error("cannot write the link script to {0}: {1}")]
     LinkScript(PathBuf, std::io::Error),
@@ -114,7 +117,8 @@ pub fn guest_rustflags(link_script: &Path) -> Vec<String> {
     flags
 }
 
-/// Builds the app and returns the path of the executable (for hvt, the unikernel image).
+/// Builds the app and returns the path of the executable; for hvt, the stripped unikernel image
+/// `NAME.hvt` beside the linked ELF `NAME`.
 pub fn build(request: &Request) -> Result<PathBuf, Error> {
     let manifest = request.crate_dir.join("Cargo.toml");
     if !manifest.is_file() {
@@ -183,7 +187,30 @@ pub fn build(request: &Request) -> Result<PathBuf, Error> {
     if !status.success() {
         return Err(first_error.map_or(Error::CargoFailed, Error::Compile));
     }
-    executable.ok_or_else(|| Error::NoExecutable(request.crate_dir.clone()))
+    let executable = executable.ok_or_else(|| Error::NoExecutable(request.crate_dir.clone()))?;
+    match request.target {
+        Target::Unix => Ok(executable),
+        Target::Hvt => strip_image(&executable),
+    }
+}
+
+/// Writes `ELF.hvt` beside the linked guest, without symbols: the image to boot and ship. The
+/// linked ELF keeps its symbols for `addr2line` on a fault address.
+fn strip_image(elf: &Path) -> Result<PathBuf, Error> {
+    let image = elf.with_extension("hvt");
+    let status = Command::new("strip")
+        .arg("--strip-all")
+        .arg("-o")
+        .arg(&image)
+        .arg(elf)
+        .status()
+        .map_err(Error::Strip)?;
+    if !status.success() {
+        return Err(Error::Strip(std::io::Error::other(format!(
+            "strip exited with {status}"
+        ))));
+    }
+    Ok(image)
 }
 
 /// Cargo's target directory for the crate (the workspace's when the crate is in one).

@@ -114,9 +114,9 @@ pub enum Error {
     },
     /// The guest's CPU stopped on a fault.
     #[error(
-        "guest fault: {kind} at RIP {rip:#x}, RSP {rsp:#x}\nhint: look the RIP up in the image \
-         (`addr2line -e IMAGE {rip:#x}` or `objdump -d`); an RSP near the heap means a stack \
-         overflow, a fault near address 0 a null pointer"
+        "guest fault: {kind} at RIP {rip:#x}, RSP {rsp:#x}\nhint: look the RIP up in the linked \
+         ELF that `fata build` keeps beside NAME.hvt (`addr2line -fe NAME {rip:#x}`); an RSP \
+         near the heap means a stack overflow, a fault near address 0 a null pointer"
     )]
     GuestFault {
         /// What happened.
@@ -130,7 +130,8 @@ pub enum Error {
     #[error(
         "the guest broke the hvt ABI at RIP {rip:#x}: {violation}\nhint: images built with \
          fata-hvt do not do this; rebuild the image with this Fata version, and look the RIP up \
-         (`addr2line -e IMAGE {rip:#x}`) if it makes hypercalls of its own"
+         (`addr2line -fe NAME {rip:#x}` on the ELF beside NAME.hvt) if it makes hypercalls of \
+         its own"
     )]
     Abi {
         /// What it did.

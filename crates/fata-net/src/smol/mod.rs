@@ -103,9 +103,8 @@ impl SmolStack {
             .iface
             .ip_addrs()
             .iter()
-            .find_map(|cidr| match cidr {
-                IpCidr::Ipv4(v4) => Some(*v4),
-            })
+            .map(|IpCidr::Ipv4(v4)| *v4)
+            .next()
     }
 
     /// Waits until the interface has an IPv4 address (at once for a static one; after DHCP
@@ -128,10 +127,10 @@ impl SmolStack {
 
     /// Asks the driver task to poll the interface soon (a socket has something to send).
     pub(crate) fn poke(&self) {
-        if !self.inner.poked.replace(true) {
-            if let Some(waker) = self.inner.driver.borrow_mut().take() {
-                waker.wake();
-            }
+        if !self.inner.poked.replace(true)
+            && let Some(waker) = self.inner.driver.borrow_mut().take()
+        {
+            waker.wake();
         }
     }
 

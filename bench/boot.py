@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""bench/boot: how fast a Fata unikernel boots, against the same app as a Linux process.
+
+Measures, over RUNS runs each (default 50, at least 20), interleaved:
+  - hvt:  whole-process time of `fata run hello.hvt -- --count 1 --interval-ms 0` (spawn to exit),
+          and the monitor's own split from --stats (set-up, first hypercall);
+  - unix: the same app as a process, `fata run --target unix IMAGE -- --count 1 --interval-ms 0`,
+          and the app executable started directly;
+and prints median/min/max, the ratios, and the size of the (stripped) image `fata build` makes.
+
+Usage: python3 bench/boot.py [RUNS]      (builds what it needs first)
+"""
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNS = max(20, int(sys.argv[1]) if len(sys.argv) > 1 else 50)
+APP_ARGS = ["--", "--count", "1", "--interval-ms", "0"]
+
+
+def sh(*args):
+    return subprocess.run(args, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+
+
+def build():
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "fata-cli"], cwd=ROOT, check=True)
+    fata = os.path.join(ROOT, "target/release/fata")
+    hvt = sh(fata, "build", "--release", "--target", "hvt", "apps/hello").splitlines()[-1]
+    unix = sh(fata, "build", "--release", "--target", "unix", "apps/hello").splitlines()[-1]
+    return fata, hvt, unix
+
+
+def timed(cmd):
+    start = time.perf_counter_ns()
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    took = (time.perf_counter_ns() - start) / 1e6
+    if out.returncode != 0 or out.stdout != "hello\n":
+        sys.exit(f"unexpected result from {cmd}: {out.returncode} {out.stdout!r} {out.stderr!r}")
+    return took, out.stderr
+
+
+def summary(name, values):
+    return (f"{name:<34} median {statistics.median(values):7.3f} ms   "
+            f"min {min(values):7.3f}   max {max(values):7.3f}")
+
+
+def main():
+    fata, image, unix = build()
+    cpus = os.cpu_count()
+    hvt, unix_fata, unix_direct, setup, first = [], [], [], [], []
+    for _ in range(RUNS):
+        took, stats = timed([fata, "run", image, "--stats", *APP_ARGS])
+        hvt.append(took)
+        m = re.search(r"setup ([\d.]+) ms, first hypercall ([\d.]+) ms", stats)
+        if m:
+            setup.append(float(m.group(1)))
+            first.append(float(m.group(2)))
+        unix_fata.append(timed([fata, "run", "--target", "unix", unix, *APP_ARGS])[0])
+        unix_direct.append(timed([unix, *APP_ARGS[1:]])[0])
+    size = os.path.getsize(image)
+    print(f"bench/boot: hello, {RUNS} runs each, interleaved, on {cpus} CPUs (no pinning: one process at a time)")
+    print(summary("hvt: fata run hello.hvt", hvt))
+    if setup:
+        print(summary("  monitor start -> guest entry", setup))
+        print(summary("  monitor start -> first hypercall", first))
+    print(summary("unix: fata run --target unix", unix_fata))
+    print(summary("unix: the executable alone", unix_direct))
+    print(f"ratio hvt / unix (fata run):   {statistics.median(hvt) / statistics.median(unix_fata):.2f}")
+    print(f"ratio hvt / unix (executable): {statistics.median(hvt) / statistics.median(unix_direct):.2f}")
+    print(f"stripped hvt image: {size} bytes ({size / 1024:.1f} KiB)")
+    goal_time, goal_size = statistics.median(hvt) <= 2.5, size <= 64 * 1024
+    print(f"goals: median <= 2.5 ms: {'met' if goal_time else 'NOT met'}; "
+          f"image <= 64 KiB: {'met' if goal_size else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
