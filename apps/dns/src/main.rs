@@ -1,0 +1,121 @@
+//! An authoritative DNS server over UDP and TCP on port 53 (`--port N`).
+//!
+//! `fata run` compiles the master file given with `--zone FILE` on the host and passes the
+//! compiled zones through the app's read-only `files` store, where `--zone` then names them.
+//! Answers are memoized unless `--no-memo` is given.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::time::Duration;
+
+use fata::{Env, Error, Result, println};
+use fata_dns::{Server, Transport, ZoneSet};
+use fata_net::{Stack, TcpListener, TcpStream, UdpSocket};
+
+/// A TCP client idle this long is disconnected (RFC 7766 suggests tens of seconds).
+const TCP_IDLE: Duration = Duration::from_secs(10);
+
+#[fata::main]
+async fn main(mut env: Env) -> Result<()> {
+    let port: u16 = env.arg("--port")?.unwrap_or(53);
+    let memoize = !env.flag("--no-memo");
+    let zone: String = env
+        .arg("--zone")?
+        .ok_or_else(|| Error::msg("give the zone's master file with --zone FILE"))?;
+    let files = env.take_kv("files")?;
+    let compiled = files
+        .get(&zone)
+        .map_err(|e| Error::msg(alloc::format!("reading zone {zone:?}: {e}")))?;
+    let zones = ZoneSet::from_compiled(&compiled)?;
+    let names: Vec<String> = zones
+        .zones()
+        .iter()
+        .map(|z| alloc::format!("{}", z.apex()))
+        .collect();
+    let server = Rc::new(RefCell::new(Server::new(zones, memoize)));
+
+    let stack = Stack::from_env(&mut env)?;
+    let address = stack.wait_configured().await;
+    let udp = UdpSocket::bind(&stack, port)?;
+    let tcp = TcpListener::bind(&stack, port)?;
+    println!(
+        "dns: serving {} on {address} port {port} (UDP and TCP, memoization {})",
+        names.join(" "),
+        if memoize { "on" } else { "off" }
+    );
+    fata::spawn(serve_udp(udp, server.clone())).detach();
+    loop {
+        let (stream, _) = tcp.accept().await?;
+        fata::spawn(serve_tcp(stream, server.clone())).detach();
+    }
+}
+
+async fn serve_udp(socket: UdpSocket, server: Rc<RefCell<Server>>) {
+    let mut query = [0u8; 4096];
+    let mut response = Vec::with_capacity(4096);
+    loop {
+        let Ok((len, from)) = socket.recv_from(&mut query).await else {
+            continue;
+        };
+        if server
+            .borrow_mut()
+            .answer(&query[..len], Transport::Udp, &mut response)
+        {
+            // A full send buffer drops the answer, as a congested network would.
+            let _ = socket.send_to(&response, from).await;
+        }
+    }
+}
+
+/// Serves length-prefixed queries on one connection until the client closes or idles.
+async fn serve_tcp(mut stream: TcpStream, server: Rc<RefCell<Server>>) {
+    let mut query = Vec::new();
+    let mut response = Vec::with_capacity(4096);
+    let mut framed = Vec::with_capacity(4098);
+    loop {
+        let mut length = [0u8; 2];
+        if !matches!(
+            fata::timeout(TCP_IDLE, read_exact(&mut stream, &mut length)).await,
+            Ok(true)
+        ) {
+            return;
+        }
+        query.resize(usize::from(u16::from_be_bytes(length)), 0);
+        if !matches!(
+            fata::timeout(TCP_IDLE, read_exact(&mut stream, &mut query)).await,
+            Ok(true)
+        ) {
+            return;
+        }
+        if !server
+            .borrow_mut()
+            .answer(&query, Transport::Tcp, &mut response)
+        {
+            continue;
+        }
+        framed.clear();
+        framed.extend_from_slice(&(response.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&response);
+        if stream.write_all(&framed).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Fills `buf`; false when the connection ends first.
+async fn read_exact(stream: &mut TcpStream, buf: &mut [u8]) -> bool {
+    let mut done = 0;
+    while done < buf.len() {
+        match stream.read(&mut buf[done..]).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => done += n,
+        }
+    }
+    true
+}
