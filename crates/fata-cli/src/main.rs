@@ -5,7 +5,7 @@
 //! fata build [--target unix|hvt] [--release] [PATH]
 //!                                                 prints the executable's path as its last line
 //! fata run [--target unix|hvt] [--release] [PATH | IMAGE] [--mem SIZE] [--net [NAME=]TAP]
-//!          [--block [NAME=]FILE] [--kv [NAME=]DIR] [--stats] [-- APP ARGS...]
+//!          [--mac [NAME=]MAC] [--block [NAME=]FILE] [--kv [NAME=]DIR] [--stats] [-- APP ARGS...]
 //! ```
 //!
 //! Exit status: the app's own status for `run`; 2 for a command line `fata` does not understand;
@@ -79,6 +79,10 @@ struct RunArgs {
     /// A network interface backed by the tap device TAP, named NAME (default `service`).
     #[arg(long, value_name = "[NAME=]TAP")]
     net: Vec<String>,
+    /// The MAC address of network interface NAME (default `service`) on hvt, as 02:00:00:00:00:01;
+    /// a random locally administered one otherwise.
+    #[arg(long, value_name = "[NAME=]MAC")]
+    mac: Vec<String>,
     /// A block device backed by FILE, named NAME (default `storage`).
     #[arg(long, value_name = "[NAME=]FILE")]
     block: Vec<String>,
@@ -215,16 +219,46 @@ fn run_unix(executable: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
 
 /// Boots the image under Fata's KVM monitor, in this process.
 fn run_hvt(image: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
-    if !run.net.is_empty() || !run.block.is_empty() || !run.kv.is_empty() {
+    if !run.block.is_empty() || !run.kv.is_empty() {
         return Err(Failure::new(
             2,
-            "devices (--net, --block, --kv) are not yet available on hvt",
+            "devices --block and --kv are not yet available on hvt",
         ));
+    }
+    let named = |spec: &str, default: &str| match spec.split_once('=') {
+        Some((name, value)) => (name.to_string(), value.to_string()),
+        None => (default.to_string(), spec.to_string()),
+    };
+    let mut nets: Vec<fata_monitor::NetConfig> = run
+        .net
+        .iter()
+        .map(|spec| {
+            let (name, tap) = named(spec, "service");
+            fata_monitor::NetConfig {
+                name,
+                tap,
+                mac: None,
+            }
+        })
+        .collect();
+    for spec in &run.mac {
+        let (name, text) = named(spec, "service");
+        let mac = parse_mac(&text).ok_or_else(|| {
+            Failure::new(
+                2,
+                format!("--mac {spec}: {text:?} is not a MAC address like 02:00:00:00:00:01"),
+            )
+        })?;
+        let net = nets.iter_mut().find(|n| n.name == name).ok_or_else(|| {
+            Failure::new(2, format!("--mac {spec}: there is no --net named {name}"))
+        })?;
+        net.mac = Some(mac);
     }
     let config = fata_monitor::Config {
         mem_bytes: run.mem.unwrap_or(fata_monitor::DEFAULT_MEM_BYTES),
         args: run.app_args.clone(),
         stats: run.stats,
+        nets,
     };
     match fata_monitor::run(image, &config) {
         Ok(exit) => Ok(ExitCode::from(exit.status as u8)),
@@ -233,6 +267,20 @@ fn run_hvt(image: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
             Err(Failure::new(status, error))
         }
     }
+}
+
+/// Parses six hex bytes separated by `:` or `-`.
+fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split([':', '-']);
+    for byte in &mut mac {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
 }
 
 #[cfg(test)]
@@ -274,5 +322,23 @@ mod tests {
         assert_eq!(run.mem, Some(64 << 20));
         assert_eq!(run.app_args, ["--count", "1"]);
         assert!(Cli::try_parse_from(["fata", "build", "--target", "xen"]).is_err());
+    }
+
+    #[test]
+    fn macs_parse() {
+        assert_eq!(
+            parse_mac("02:00:00:0a:Bc:01"),
+            Some([2, 0, 0, 0x0a, 0xbc, 1])
+        );
+        assert_eq!(parse_mac("02-00-00-00-00-01"), Some([2, 0, 0, 0, 0, 1]));
+        for bad in [
+            "",
+            "02:00:00:00:00",
+            "02:00:00:00:00:01:02",
+            "0g:00:00:00:00:01",
+            "002:0:0:0:0:1",
+        ] {
+            assert_eq!(parse_mac(bad), None, "{bad}");
+        }
     }
 }

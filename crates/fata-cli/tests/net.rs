@@ -179,6 +179,52 @@ fn echo_on_unix_direct_over_a_tap_device() {
 }
 
 #[test]
+fn echo_on_hvt_over_a_tap_device() {
+    if !common::have_kvm("echo_on_hvt_over_a_tap_device") {
+        return;
+    }
+    let Some(ns) = Netns::create("hvt", 63) else {
+        return;
+    };
+    build("apps/echo", "hvt");
+    let ipv4 = format!("{}/24", ns.guest());
+    let mut command = ns.command(env!("CARGO_BIN_EXE_fata"));
+    command
+        .args([
+            "run",
+            "--release",
+            "--target",
+            "hvt",
+            "apps/echo",
+            // 200 connections with their socket buffers take about 25 MiB of heap.
+            "--mem",
+            "96M",
+            "--net",
+            "tap0",
+            "--mac",
+            "02:00:00:00:63:02",
+            "--",
+            "--ipv4",
+            &ipv4,
+        ])
+        .current_dir(common::workspace())
+        .env("CARGO_TARGET_DIR", common::apps_target_dir());
+    let mut app = Running::start(command, "echo: serving");
+    check_echo_over_tap(&ns, &mut app);
+    // The monitor gave the guest the MAC address asked for.
+    let neighbours = ns
+        .command("ip")
+        .args(["neigh", "show", "dev", "tap0"])
+        .output()
+        .unwrap();
+    assert!(
+        common::text(&neighbours.stdout).contains("02:00:00:00:63:02"),
+        "{}",
+        common::text(&neighbours.stdout)
+    );
+}
+
+#[test]
 fn echo_on_unix_host_sockets() {
     let Some(ns) = Netns::create("sockets", 62) else {
         return;

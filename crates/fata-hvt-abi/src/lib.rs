@@ -13,6 +13,10 @@
 //!   stores the struct's guest-physical address, as one 8-byte store, to [`hypercall_address`]. That
 //!   window has no memory behind it, so the store traps to the monitor, which reads the struct, writes
 //!   back the fields marked *out*, and resumes the guest after the store.
+//! - **Network devices.** Each [`DeviceKind::Net`] entry of the boot info describes rings in guest
+//!   RAM ([`NetRingHeader`], slots of [`NET_SLOT_SIZE`] bytes) that the guest and a monitor I/O
+//!   thread fill and drain without exits, and a doorbell address ([`doorbell_address`]) the guest
+//!   stores to when the monitor's I/O thread sleeps ([`NetRingHeader::waiting`]).
 //!
 //! Every struct is `#[repr(C)]` with explicit padding, little-endian; [`Codec`] gives the monitor a
 //! safe byte-level view built from the same field offsets, and the tests pin every size and offset.
@@ -31,7 +35,7 @@ use core::mem::{offset_of, size_of};
 /// `reserved` field that the other side ignores when zero) may keep it. Three things never change, so
 /// that a mismatch can always be reported: [`BootInfo::abi_version`] at offset 0, the number of
 /// [`Hypercall::Exit`] and the layout of [`ExitArgs`].
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Guest-physical (= virtual) address where the image's first segment may start: 1 MiB.
 /// Everything below belongs to the monitor (page tables, GDT, boot info, command line).
@@ -54,6 +58,25 @@ pub const HYPERCALL_BASE: u64 = 0xFFFF_F000;
 /// Size of the hypercall window: one 8-byte slot per hypercall number.
 pub const HYPERCALL_WINDOW_SIZE: u64 = 0x1000;
 
+/// Guest-physical base of the doorbell window, the page below the hypercall window: no RAM is behind
+/// it either. A store of any width to [`doorbell_address`]`(handle)` wakes the monitor's I/O thread
+/// of device `handle` (KVM signals an eventfd without leaving the kernel; a monitor that cannot
+/// register one takes the exit and does the same).
+pub const DOORBELL_BASE: u64 = 0xFFFF_E000;
+
+/// Size of the doorbell window: one 8-byte slot per device handle.
+pub const DOORBELL_WINDOW_SIZE: u64 = 0x1000;
+
+/// The doorbell of device `handle`; [`DeviceInfo::doorbell`] carries the same value.
+pub const fn doorbell_address(handle: u32) -> u64 {
+    DOORBELL_BASE + (handle as u64) * 8
+}
+
+const _: () = assert!(
+    DOORBELL_BASE + DOORBELL_WINDOW_SIZE == HYPERCALL_BASE,
+    "the doorbell window lies just below the hypercall window"
+);
+
 const _: () = assert!(
     MAX_MEM_BYTES <= HYPERCALL_BASE,
     "RAM must stay below the hypercall window"
@@ -75,6 +98,48 @@ pub const CMDLINE_MAX: u64 = 64 * 1024;
 /// Number of entries in [`BootInfo::devices`].
 pub const MAX_DEVICES: usize = 8;
 
+/// Size of one network ring slot: an 8-byte [`NetSlotHeader`] and then the frame.
+pub const NET_SLOT_SIZE: u64 = 2048;
+
+/// The longest frame a slot holds: [`NET_SLOT_SIZE`] minus the slot header. Frames are Ethernet
+/// frames without preamble or FCS; the monitor drops longer frames from the tap.
+pub const NET_FRAME_MAX: u64 = NET_SLOT_SIZE - size_of::<NetSlotHeader>() as u64;
+
+/// The shortest frame the guest may transmit: an Ethernet header.
+pub const NET_FRAME_MIN: u64 = 14;
+
+/// The most slots a ring may have; slot counts are powers of two from 1 to this.
+pub const NET_SLOTS_MAX: u32 = 1 << 15;
+
+/// Offset of the receive ring's [`NetRingHeader`] in a device's ring memory.
+pub const NET_RX_HEADER: u64 = 0;
+
+/// Offset of the transmit ring's [`NetRingHeader`] in a device's ring memory.
+pub const NET_TX_HEADER: u64 = 256;
+
+/// Offset of the first receive slot in a device's ring memory; the transmit slots follow the
+/// receive slots.
+pub const NET_SLOTS: u64 = PAGE_SIZE;
+
+/// Bytes of ring memory for a device with `rx_slots` receive and `tx_slots` transmit slots
+/// ([`DeviceInfo::ring_len`]).
+pub const fn net_ring_len(rx_slots: u32, tx_slots: u32) -> u64 {
+    NET_SLOTS + (rx_slots as u64 + tx_slots as u64) * NET_SLOT_SIZE
+}
+
+/// Offset in ring memory of receive slot `index` (taken modulo `rx_slots`, a power of two).
+pub const fn net_rx_slot(rx_slots: u32, index: u32) -> u64 {
+    NET_SLOTS + (index & (rx_slots - 1)) as u64 * NET_SLOT_SIZE
+}
+
+/// Offset in ring memory of transmit slot `index` (taken modulo `tx_slots`, a power of two).
+pub const fn net_tx_slot(rx_slots: u32, tx_slots: u32, index: u32) -> u64 {
+    NET_SLOTS + (rx_slots as u64 + (index & (tx_slots - 1)) as u64) * NET_SLOT_SIZE
+}
+
+/// The MTU (Ethernet payload bytes) the monitor reports for its tap devices.
+pub const NET_MTU: u16 = 1500;
+
 /// [`YieldArgs::timeout_ns`] value meaning "no deadline: wait until a device is ready".
 pub const YIELD_FOREVER: u64 = u64::MAX;
 
@@ -90,14 +155,14 @@ pub enum Hypercall {
     Exit = 1,
     /// Write bytes to the console (the monitor's stdout). Arguments: [`ConsoleWriteArgs`].
     ConsoleWrite = 2,
-    /// Block until a device in the interest set is ready or the timeout passes.
-    /// Arguments: [`YieldArgs`].
+    /// Block until a device in the interest set is ready (a network device: its receive ring holds
+    /// a frame) or the timeout passes. Arguments: [`YieldArgs`].
     Yield = 3,
-    /// Reserved for the network device rings of the next ABI version; version 1 monitors end the
-    /// guest with an ABI violation.
+    /// Reserved: network devices need no hypercall (their rings and doorbells work without one);
+    /// monitors end the guest with an ABI violation.
     Net = 4,
-    /// Reserved for block devices of the next ABI version; version 1 monitors end the guest with an
-    /// ABI violation.
+    /// Reserved for block devices of a later ABI version; monitors end the guest with an ABI
+    /// violation.
     Block = 5,
 }
 
@@ -168,7 +233,7 @@ pub struct YieldArgs {
 pub enum DeviceKind {
     /// An unused entry.
     None = 0,
-    /// A network interface (rings arrive with the next ABI version).
+    /// A network interface: receive and transmit rings in guest RAM and a doorbell.
     Net = 1,
     /// A block device (arrives with the next ABI version).
     Block = 2,
@@ -186,8 +251,12 @@ impl DeviceKind {
     }
 }
 
-/// One device the host configured. In ABI version 1 the monitor configures none; the fields after
-/// `handle` are reserved for the rings of the next version.
+/// One device the host configured.
+///
+/// For a [`DeviceKind::Net`] device, `ring_addr..ring_addr + ring_len` is page-aligned guest RAM
+/// the monitor reserved (outside the heap: see [`BootInfo::heap_end`]) and laid out as
+/// [`NET_RX_HEADER`], [`NET_TX_HEADER`] and the slots at [`NET_SLOTS`]: `rx_slots` receive slots,
+/// then `tx_slots` transmit slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
 pub struct DeviceInfo {
@@ -195,14 +264,24 @@ pub struct DeviceInfo {
     pub name: [u8; 16],
     /// A [`DeviceKind`] number.
     pub kind: u32,
-    /// The device's handle: its bit in [`YieldArgs::interest`] and `ready`.
+    /// The device's handle: its bit in [`YieldArgs::interest`] and `ready`, and its doorbell slot.
     pub handle: u32,
-    /// Reserved: guest-physical address of the device's shared ring; zero in version 1.
+    /// Guest-physical address of the device's ring memory (page-aligned).
     pub ring_addr: u64,
-    /// Reserved: size in bytes of the device's shared ring; zero in version 1.
+    /// Size in bytes of the ring memory: [`net_ring_len`]`(rx_slots, tx_slots)` for a network device.
     pub ring_len: u64,
-    /// Reserved for device parameters (MAC, MTU, capacity); zero in version 1.
-    pub reserved: [u64; 4],
+    /// The interface's MAC address (network devices).
+    pub mac: [u8; 6],
+    /// The largest Ethernet payload a frame may carry, without the 14-byte header (network devices).
+    pub mtu: u16,
+    /// Number of receive slots, a power of two up to [`NET_SLOTS_MAX`] (network devices).
+    pub rx_slots: u32,
+    /// Number of transmit slots, a power of two up to [`NET_SLOTS_MAX`] (network devices).
+    pub tx_slots: u32,
+    /// The device's doorbell: [`doorbell_address`]`(handle)`.
+    pub doorbell: u64,
+    /// Reserved; zero.
+    pub reserved: u64,
 }
 
 impl DeviceInfo {
@@ -213,7 +292,12 @@ impl DeviceInfo {
         handle: 0,
         ring_addr: 0,
         ring_len: 0,
-        reserved: [0; 4],
+        mac: [0; 6],
+        mtu: 0,
+        rx_slots: 0,
+        tx_slots: 0,
+        doorbell: 0,
+        reserved: 0,
     };
 }
 
@@ -236,7 +320,7 @@ pub struct BootInfo {
     pub mem_size: u64,
     /// First guest-physical address past the image (page-aligned): the heap starts here.
     pub kernel_end: u64,
-    /// Lowest address of the stack at the top of RAM: the heap ends here.
+    /// Lowest address of the stack at the top of RAM.
     pub stack_bottom: u64,
     /// TSC frequency in kHz.
     pub tsc_khz: u64,
@@ -254,8 +338,53 @@ pub struct BootInfo {
     pub seed: [u8; 32],
     /// The configured devices; entries at `device_count` and after are [`DeviceInfo::EMPTY`].
     pub devices: [DeviceInfo; MAX_DEVICES],
+    /// The end of the heap (page-aligned, at most `stack_bottom`): device rings lie between it and
+    /// the stack.
+    pub heap_end: u64,
     /// Reserved for additions; zero.
-    pub reserved: [u64; 8],
+    pub reserved: [u64; 7],
+}
+
+/// The header of one network ring (receive or transmit), at [`NET_RX_HEADER`] or [`NET_TX_HEADER`]
+/// in a device's ring memory. Each field sits on its own 64-byte cache line.
+///
+/// Both indices count slots since boot and wrap at 2^32; slot `i` is at index `i % slots`. The
+/// ring holds `produced - consumed` (wrapping) frames, never more than its slot count. The producer
+/// fills slot `produced`, then publishes it by storing `produced + 1` (release); the consumer reads
+/// slots up to `produced` (acquire), then frees them by storing `consumed`.
+///
+/// The guest produces on the transmit ring and consumes on the receive ring; the monitor's I/O
+/// thread does the opposite. Only the I/O thread sleeps on a ring: before it sleeps it sets
+/// `waiting`, fences and checks the ring once more. After the guest moves its index it fences and
+/// reads `waiting`; if it is set the guest stores to the device's doorbell. The guest waits for
+/// received frames with [`Hypercall::Yield`] only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub struct NetRingHeader {
+    /// Slots the producer has published.
+    pub produced: u32,
+    /// Padding to the next cache line.
+    pub pad0: [u32; 15],
+    /// Slots the consumer has freed.
+    pub consumed: u32,
+    /// Padding to the next cache line.
+    pub pad1: [u32; 15],
+    /// Nonzero while the monitor's I/O thread sleeps until the guest moves this ring: transmit
+    /// frames published, receive slots freed. Written by the monitor only.
+    pub waiting: u32,
+    /// Padding to the next cache line.
+    pub pad2: [u32; 15],
+}
+
+/// The first 8 bytes of a ring slot; the frame follows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct NetSlotHeader {
+    /// Bytes of the frame: [`NET_FRAME_MIN`] to [`NET_FRAME_MAX`] on the transmit ring (anything
+    /// else ends the guest), at most [`NET_FRAME_MAX`] on the receive ring.
+    pub len: u32,
+    /// Reserved; zero.
+    pub flags: u32,
 }
 
 /// The ELF note type of an [`AbiNote`].
@@ -312,7 +441,7 @@ macro_rules! int_field {
         }
     )*};
 }
-int_field!(u32, i32, u64);
+int_field!(u16, u32, i32, u64);
 
 impl<const N: usize> Field for [u8; N] {
     fn put(&self, out: &mut [u8]) {
@@ -394,7 +523,12 @@ codec!(DeviceInfo {
     handle: u32,
     ring_addr: u64,
     ring_len: u64,
-    reserved: [u64; 4],
+    mac: [u8; 6],
+    mtu: u16,
+    rx_slots: u32,
+    tx_slots: u32,
+    doorbell: u64,
+    reserved: u64,
 });
 codec!(BootInfo {
     abi_version: u32,
@@ -410,7 +544,8 @@ codec!(BootInfo {
     argc: u64,
     seed: [u8; 32],
     devices: [DeviceInfo; MAX_DEVICES],
-    reserved: [u64; 8],
+    heap_end: u64,
+    reserved: [u64; 7],
 });
 codec!(AbiNote {
     namesz: u32,
@@ -437,7 +572,13 @@ mod tests {
         assert_eq!(offset_of!(DeviceInfo, kind), 16);
         assert_eq!(offset_of!(DeviceInfo, handle), 20);
         assert_eq!(offset_of!(DeviceInfo, ring_addr), 24);
-        assert_eq!(offset_of!(DeviceInfo, reserved), 40);
+        assert_eq!(offset_of!(DeviceInfo, ring_len), 32);
+        assert_eq!(offset_of!(DeviceInfo, mac), 40);
+        assert_eq!(offset_of!(DeviceInfo, mtu), 46);
+        assert_eq!(offset_of!(DeviceInfo, rx_slots), 48);
+        assert_eq!(offset_of!(DeviceInfo, tx_slots), 52);
+        assert_eq!(offset_of!(DeviceInfo, doorbell), 56);
+        assert_eq!(offset_of!(DeviceInfo, reserved), 64);
         assert_eq!(offset_of!(BootInfo, abi_version), 0);
         assert_eq!(offset_of!(BootInfo, mem_size), 8);
         assert_eq!(offset_of!(BootInfo, tsc_khz), 32);
@@ -446,10 +587,36 @@ mod tests {
         assert_eq!(offset_of!(BootInfo, argc), 72);
         assert_eq!(offset_of!(BootInfo, seed), 80);
         assert_eq!(offset_of!(BootInfo, devices), 112);
-        assert_eq!(offset_of!(BootInfo, reserved), 112 + 8 * 72);
+        assert_eq!(offset_of!(BootInfo, heap_end), 112 + 8 * 72);
+        assert_eq!(offset_of!(BootInfo, reserved), 112 + 8 * 72 + 8);
         assert_eq!(size_of::<BootInfo>(), 112 + 8 * 72 + 64);
         assert_eq!(size_of::<AbiNote>(), 24);
         assert_eq!(offset_of!(AbiNote, version), 20);
+        assert_eq!(size_of::<NetRingHeader>(), 192);
+        assert_eq!(offset_of!(NetRingHeader, produced), 0);
+        assert_eq!(offset_of!(NetRingHeader, consumed), 64);
+        assert_eq!(offset_of!(NetRingHeader, waiting), 128);
+        assert_eq!(size_of::<NetSlotHeader>(), 8);
+        assert_eq!(offset_of!(NetSlotHeader, flags), 4);
+    }
+
+    #[test]
+    fn net_ring_layout_is_pinned() {
+        assert_eq!(NET_FRAME_MAX, 2040);
+        assert!(NET_FRAME_MAX >= NET_MTU as u64 + 18);
+        assert!(NET_TX_HEADER >= NET_RX_HEADER + size_of::<NetRingHeader>() as u64);
+        assert!(NET_SLOTS >= NET_TX_HEADER + size_of::<NetRingHeader>() as u64);
+        assert_eq!(net_ring_len(256, 128), 4096 + 384 * 2048);
+        assert_eq!(net_rx_slot(256, 0), 4096);
+        assert_eq!(net_rx_slot(256, 257), 4096 + 2048);
+        assert_eq!(net_tx_slot(256, 128, 0), 4096 + 256 * 2048);
+        assert_eq!(net_tx_slot(256, 128, 128 + 127), 4096 + 383 * 2048);
+        assert!(net_tx_slot(256, 128, u32::MAX) + NET_SLOT_SIZE <= net_ring_len(256, 128));
+        let max = NET_SLOTS_MAX;
+        assert!(net_tx_slot(max, max, u32::MAX) + NET_SLOT_SIZE <= net_ring_len(max, max));
+        assert_eq!(doorbell_address(0), DOORBELL_BASE);
+        assert_eq!(doorbell_address(3), 0xFFFF_E018);
+        assert!(doorbell_address(MAX_DEVICES as u32) < HYPERCALL_BASE);
     }
 
     #[test]
@@ -477,6 +644,10 @@ mod tests {
         };
         info.devices[1].name[0] = b'n';
         info.devices[1].ring_len = 0x1234;
+        info.devices[1].mac = [2, 0, 0, 0, 0, 9];
+        info.devices[1].mtu = 1500;
+        info.devices[1].tx_slots = 64;
+        info.heap_end = 0x1e0_0000;
         let mut bytes = [0u8; BootInfo::SIZE];
         info.encode(&mut bytes);
         assert_eq!(&bytes[0..4], &ABI_VERSION.to_le_bytes());
@@ -486,6 +657,8 @@ mod tests {
             &bytes[ring_len_at..ring_len_at + 8],
             &0x1234u64.to_le_bytes()
         );
+        let mac_at = offset_of!(BootInfo, devices) + 72 + offset_of!(DeviceInfo, mac);
+        assert_eq!(&bytes[mac_at..mac_at + 8], &[2, 0, 0, 0, 0, 9, 0xdc, 0x05]);
         assert_eq!(BootInfo::decode(&bytes), info);
 
         let args = YieldArgs {

@@ -2,7 +2,8 @@
 //!
 //! This is the lowest layer inside the guest. It implements [`fata_platform::Platform`] as
 //! [`Hvt`] over the hvt ABI (`fata-hvt-abi`): console, clocks from the TSC, entropy, blocking
-//! `yield`, exit, and the app's arguments from the boot info.
+//! `yield`, exit, the app's arguments from the boot info, and network devices over shared rings
+//! ([`net::HvtNet`]).
 //!
 //! Built with `--cfg fata_target="hvt"` it also provides the runtime a freestanding image needs
 //! (module `rt`): `_start`, the `memcpy` family, unwinding stubs, the panic handler (prints
@@ -20,14 +21,20 @@ mod args;
 mod boot;
 mod clock;
 pub mod hypercall;
+pub mod net;
 mod random;
 #[cfg(fata_target = "hvt")]
 mod rt;
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 use fata_hvt_abi::YIELD_FOREVER;
 use fata_platform::{Device, Platform, ReadySet};
+
+/// Set by the first `take_devices`: later calls get nothing.
+static DEVICES_TAKEN: AtomicBool = AtomicBool::new(false);
 
 /// The hvt platform. The `fata` runtime uses it when built with `--cfg fata_target="hvt"`.
 pub struct Hvt;
@@ -50,10 +57,19 @@ impl Platform for Hvt {
     }
 
     fn yield_until(interest: ReadySet, deadline_ns: Option<u64>) -> ReadySet {
-        let timeout = deadline_ns.map_or(YIELD_FOREVER, |d| {
-            d.saturating_sub(clock::monotonic_ns())
-                .min(YIELD_FOREVER - 1)
-        });
+        // Frames already waiting, or a deadline already past: answer without an exit, so that the
+        // executor's frequent polls cost two loads per device.
+        let ready = net::ready(interest.0);
+        if ready != 0 {
+            return ReadySet(ready);
+        }
+        let timeout = match deadline_ns {
+            None => YIELD_FOREVER,
+            Some(deadline) => match deadline.checked_sub(clock::monotonic_ns()) {
+                Some(left) if left > 0 => left.min(YIELD_FOREVER - 1),
+                _ => return ReadySet::EMPTY,
+            },
+        };
         ReadySet(hypercall::yield_for(timeout, interest.0))
     }
 
@@ -66,7 +82,15 @@ impl Platform for Hvt {
     }
 
     fn take_devices() -> Vec<Device> {
-        // ABI version 1 configures no devices.
-        Vec::new()
+        if DEVICES_TAKEN.swap(true, Ordering::Relaxed) {
+            return Vec::new();
+        }
+        net::devices()
+            .iter()
+            .map(|rings| {
+                let net: Box<dyn fata_platform::Net> = Box::new(net::HvtNet::new(rings.clone()));
+                Device::Net(rings.name.clone(), net)
+            })
+            .collect()
     }
 }

@@ -44,9 +44,9 @@ extern "C" fn entry(boot_info: *const BootInfo) -> ! {
         hypercall::exit(ABI_MISMATCH_STATUS);
     }
     boot::set(info);
-    let heap_size = info.stack_bottom.saturating_sub(info.kernel_end) as usize;
-    // SAFETY: `kernel_end..stack_bottom` is RAM the monitor mapped read-write for the guest and
-    // that holds neither the image nor the stack; nothing else uses it.
+    let heap_size = info.heap_end.saturating_sub(info.kernel_end) as usize;
+    // SAFETY: `kernel_end..heap_end` is RAM the monitor mapped read-write for the guest and that
+    // holds neither the image, the device rings nor the stack; nothing else uses it.
     unsafe {
         ALLOCATOR
             .lock()

@@ -4,7 +4,7 @@
 use crate::elf::ImageError;
 use crate::layout::LayoutError;
 use crate::memory::OutOfRam;
-use fata_hvt_abi::{CONSOLE_WRITE_MAX, Hypercall};
+use fata_hvt_abi::{CONSOLE_WRITE_MAX, Hypercall, NET_FRAME_MAX, NET_FRAME_MIN};
 use std::path::PathBuf;
 use thiserror::Error;
 
@@ -56,6 +56,50 @@ pub enum AbiViolation {
     /// A yield with no deadline and nothing that could wake the guest.
     #[error("the guest waits forever with no device that could wake it")]
     WaitsForever,
+    /// A network ring the guest left in a state the ABI forbids.
+    #[error("network device {handle}: {defect}")]
+    NetRing {
+        /// The device's handle.
+        handle: u32,
+        /// What is wrong with its rings.
+        defect: RingDefect,
+    },
+}
+
+/// What is wrong with a network ring the guest wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum RingDefect {
+    /// A transmit slot's length is outside the frame limits.
+    #[error(
+        "transmit slot {index} holds a frame of {len} bytes; frames are {NET_FRAME_MIN} to \
+         {NET_FRAME_MAX} bytes"
+    )]
+    FrameLength {
+        /// The slot's index (counted since boot).
+        index: u32,
+        /// The length the guest wrote.
+        len: u32,
+    },
+    /// The transmit ring's `produced` index is more than a ring ahead of the monitor's `consumed`.
+    #[error(
+        "the transmit ring says {produced} frames were produced, but {consumed} were consumed and the ring is smaller than the difference"
+    )]
+    TxIndex {
+        /// The guest's index.
+        produced: u32,
+        /// The monitor's index.
+        consumed: u32,
+    },
+    /// The receive ring's `consumed` index is ahead of the monitor's `produced`.
+    #[error(
+        "the receive ring says {consumed} frames were consumed, but only {produced} were produced"
+    )]
+    RxIndex {
+        /// The monitor's index.
+        produced: u32,
+        /// The guest's index.
+        consumed: u32,
+    },
 }
 
 /// How the guest's CPU stopped.
@@ -139,6 +183,26 @@ pub enum Error {
         /// The guest's instruction pointer after the offending access.
         rip: u64,
     },
+    /// A network device cannot be set up.
+    #[error(
+        "cannot set up network device {name} on tap {tap}: {source}\nhint: the monitor attaches to \
+         the tap interface (creating it when it is missing), which needs root or CAP_NET_ADMIN and \
+         /dev/net/tun; `ip tuntap add dev {tap} mode tap` creates one ahead of time"
+    )]
+    Net {
+        /// The device's name.
+        name: String,
+        /// The tap interface.
+        tap: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// SIGINT or SIGTERM stopped the guest.
+    #[error("stopped by signal {signal}")]
+    Stopped {
+        /// The signal's number.
+        signal: i32,
+    },
     /// A host call failed while the guest ran (console output, KVM_RUN).
     #[error("host I/O failed: {what}: {source}")]
     HostIo {
@@ -155,6 +219,7 @@ impl Error {
     ///
     /// | code | meaning |
     /// |---|---|
+    /// | 117 | a network device cannot be set up (tap, device names) |
     /// | 118 | host I/O failed while the guest ran |
     /// | 119 | invalid configuration (memory size, arguments too long) |
     /// | 120 | the image file cannot be read |
@@ -163,8 +228,11 @@ impl Error {
     /// | 123 | a KVM call failed while setting up the VM |
     /// | 124 | the guest faulted (RIP and RSP printed) |
     /// | 125 | the guest broke the hvt ABI |
+    /// | 128 + N | signal N (SIGINT, SIGTERM) stopped the guest |
     pub fn exit_code(&self) -> i32 {
         match self {
+            Error::Stopped { signal } => 128 + signal,
+            Error::Net { .. } => 117,
             Error::HostIo { .. } => 118,
             Error::Config(LayoutError::ImageTooLarge(_)) => 121,
             Error::Config(_) => 119,

@@ -3,7 +3,9 @@
 
 use crate::error::{AbiViolation, FaultKind};
 use crate::memory::Gpa;
-use fata_hvt_abi::{HYPERCALL_BASE, HYPERCALL_WINDOW_SIZE, Hypercall};
+use fata_hvt_abi::{
+    DOORBELL_BASE, DOORBELL_WINDOW_SIZE, HYPERCALL_BASE, HYPERCALL_WINDOW_SIZE, Hypercall,
+};
 use kvm_ioctls::VcpuExit;
 
 /// What a vCPU exit means under the hvt ABI.
@@ -15,6 +17,14 @@ pub enum Exit {
         call: Hypercall,
         /// Where its argument struct is.
         args: Gpa,
+    },
+    /// A store to the doorbell window reached the monitor (no eventfd took it): ring doorbell
+    /// `slot`'s device if it has one.
+    Doorbell {
+        /// The slot in the window (the device handle).
+        slot: u64,
+        /// The address stored to.
+        addr: u64,
     },
     /// A signal interrupted `KVM_RUN`: run again.
     Interrupted,
@@ -45,6 +55,13 @@ pub fn decode(exit: &VcpuExit<'_>) -> Exit {
 }
 
 fn decode_store(addr: u64, data: &[u8]) -> Exit {
+    let bell = addr.wrapping_sub(DOORBELL_BASE);
+    if bell < DOORBELL_WINDOW_SIZE {
+        return Exit::Doorbell {
+            slot: bell / 8,
+            addr,
+        };
+    }
     let offset = addr.wrapping_sub(HYPERCALL_BASE);
     if offset >= HYPERCALL_WINDOW_SIZE {
         return Exit::Abi(AbiViolation::NoMemory { addr });
@@ -104,10 +121,25 @@ mod tests {
             })
         );
         assert_eq!(
-            decode(&VcpuExit::MmioWrite(HYPERCALL_BASE - 8, &args)),
+            decode(&VcpuExit::MmioWrite(DOORBELL_BASE - 8, &args)),
             Exit::Abi(AbiViolation::NoMemory {
-                addr: HYPERCALL_BASE - 8
+                addr: DOORBELL_BASE - 8
             })
+        );
+        // Doorbells take stores of any width.
+        assert_eq!(
+            decode(&VcpuExit::MmioWrite(HYPERCALL_BASE - 8, &args[..1])),
+            Exit::Doorbell {
+                slot: 511,
+                addr: HYPERCALL_BASE - 8
+            }
+        );
+        assert_eq!(
+            decode(&VcpuExit::MmioWrite(DOORBELL_BASE + 17, &args[..4])),
+            Exit::Doorbell {
+                slot: 2,
+                addr: DOORBELL_BASE + 17
+            }
         );
     }
 

@@ -3,11 +3,10 @@
 
 use crate::error::AbiViolation;
 use crate::memory::{Gpa, GuestRam, OutOfRam};
-use fata_hvt_abi::{
-    CONSOLE_WRITE_MAX, ConsoleWriteArgs, ExitArgs, Hypercall, YIELD_FOREVER, YieldArgs,
-};
+use crate::net::{Failure, Nets};
+use fata_hvt_abi::{CONSOLE_WRITE_MAX, ConsoleWriteArgs, ExitArgs, Hypercall, YieldArgs};
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// What the vCPU loop does after a hypercall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +22,17 @@ pub enum Action {
 pub enum Stop {
     /// The guest broke the ABI.
     Abi(AbiViolation),
-    /// Writing the console failed on the host.
-    Console(std::io::Error),
+    /// A host call failed: what the monitor was doing, and the error.
+    Host(&'static str, std::io::Error),
+}
+
+impl From<Failure> for Stop {
+    fn from(failure: Failure) -> Stop {
+        match failure {
+            Failure::Abi(violation) => Stop::Abi(violation),
+            Failure::Host(what, source) => Stop::Host(what, source),
+        }
+    }
 }
 
 /// Per-hypercall counts for `--stats`.
@@ -36,12 +44,17 @@ pub struct Counts {
     pub console_bytes: u64,
     /// Yields.
     pub yields: u64,
+    /// Doorbell stores that reached the monitor as exits (KVM normally takes them).
+    pub doorbell_exits: u64,
 }
 
-/// The state hypercalls act on: guest RAM, the console and a bounce buffer for its bytes.
+/// The state hypercalls act on: guest RAM, the console and a bounce buffer for its bytes, the
+/// network devices.
 pub struct Handler<'a> {
     /// Guest memory.
     pub ram: &'a GuestRam,
+    /// The network devices, which `Yield` waits for.
+    pub nets: &'a Nets,
     /// Where console writes go.
     pub console: &'a mut dyn Write,
     /// Console bytes on their way out; allocated once, before the seccomp filter.
@@ -73,19 +86,14 @@ impl Handler<'_> {
                 self.console
                     .write_all(&self.buffer)
                     .and_then(|()| self.console.flush())
-                    .map_err(Stop::Console)?;
+                    .map_err(|e| Stop::Host("console write", e))?;
                 self.counts.console += 1;
                 self.counts.console_bytes += a.len;
                 Ok(Action::Continue)
             }
             Hypercall::Yield => {
                 let mut a: YieldArgs = self.ram.read_struct(args).map_err(bad)?;
-                // ABI version 1 has no devices: nothing but the deadline can end the wait.
-                if a.timeout_ns == YIELD_FOREVER {
-                    return Err(Stop::Abi(AbiViolation::WaitsForever));
-                }
-                std::thread::sleep(Duration::from_nanos(a.timeout_ns));
-                a.ready = 0;
+                a.ready = self.nets.wait(self.ram, a.interest, a.timeout_ns)?;
                 self.ram.write_struct(args, &a).map_err(bad)?;
                 self.counts.yields += 1;
                 Ok(Action::Continue)
@@ -93,16 +101,29 @@ impl Handler<'_> {
             Hypercall::Net | Hypercall::Block => Err(Stop::Abi(AbiViolation::Reserved(call))),
         }
     }
+
+    /// A store to doorbell `slot` reached the monitor: wake that device's I/O thread.
+    pub fn doorbell(&mut self, slot: u64, addr: u64) -> Result<Action, Stop> {
+        if !self.nets.ring(slot) {
+            return Err(Stop::Abi(AbiViolation::NoMemory { addr }));
+        }
+        self.counts.doorbell_exits += 1;
+        Ok(Action::Continue)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fata_hvt_abi::YIELD_FOREVER;
+    use std::time::Duration;
 
     fn run(ram: &GuestRam, call: Hypercall, args: Gpa) -> (Result<Action, Stop>, Vec<u8>) {
         let mut out = Vec::new();
+        let nets = Nets::open(&[]).unwrap();
         let mut h = Handler {
             ram,
+            nets: &nets,
             console: &mut out,
             buffer: Vec::new(),
             counts: Counts::default(),

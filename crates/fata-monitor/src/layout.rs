@@ -68,6 +68,12 @@ pub enum LayoutError {
          3 GiB"
     )]
     BadMemSize(u64),
+    /// The network rings leave no room for the image and heap.
+    #[error("{mem} bytes of guest memory cannot hold the network rings and the image; raise --mem")]
+    RingsTooLarge {
+        /// The memory size.
+        mem: u64,
+    },
     /// The app's arguments do not fit.
     #[error("the app's arguments take {0} bytes, more than the {CMDLINE_MAX} allowed")]
     ArgsTooLong(u64),

@@ -8,8 +8,11 @@
 //!    per-segment permissions, a GDT with DPL3 segments and a TSS, the boot info and the arguments;
 //! 3. create the VM ([`vm`]): the vCPU starts at the entry point at CPL3 with paging, long mode and
 //!    SSE already on;
-//! 4. confine the thread with a seccomp allow-list ([`seccomp`]);
-//! 5. run the vCPU loop, decoding each exit ([`exit::decode`], pure) and serving hypercalls
+//! 4. start one I/O thread per network device ([`net`]): it moves frames between the device's
+//!    tap and its rings in guest RAM, woken by the guest's doorbell (KVM_IOEVENTFD), and confines
+//!    itself first;
+//! 5. confine the thread with a seccomp allow-list ([`seccomp`]);
+//! 6. run the vCPU loop, decoding each exit ([`exit::decode`], pure) and serving hypercalls
 //!    ([`hypercall`]), until the guest exits, faults or breaks the ABI.
 //!
 //! Every guest address and length passes through one checked accessor, [`memory::GuestRam::slice`].
@@ -18,10 +21,11 @@
 //!
 //! # Exit codes
 //! The guest's exit status becomes the process's. The monitor's own failures map to codes
-//! 118-125 through [`Error::exit_code`]:
+//! 117-125 through [`Error::exit_code`]:
 //!
 //! | code | meaning |
 //! |---|---|
+//! | 117 | a network device cannot be set up (tap, device names) |
 //! | 118 | host I/O failed while the guest ran |
 //! | 119 | invalid configuration (memory size, arguments too long) |
 //! | 120 | the image file cannot be read |
@@ -37,18 +41,23 @@ pub mod exit;
 pub mod hypercall;
 pub mod layout;
 pub mod memory;
+pub mod net;
 pub mod seccomp;
 pub mod vm;
 
-pub use error::{AbiViolation, Error, FaultKind};
+pub use error::{AbiViolation, Error, FaultKind, RingDefect};
+pub use net::NetConfig;
 
 use elf::ImageError;
-use fata_hvt_abi::{ABI_VERSION, BootInfo, CONSOLE_WRITE_MAX};
+use fata_hvt_abi::{ABI_VERSION, BootInfo, CONSOLE_WRITE_MAX, LOAD_ADDR};
 use hypercall::{Counts, Handler};
 use memory::GuestRam;
+use net::Nets;
 use std::io::Write;
 use std::path::Path;
-use std::time::Instant;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+use vmm_sys_util::signal::register_signal_handler;
 
 /// The default guest memory: 32 MiB.
 pub const DEFAULT_MEM_BYTES: u64 = 32 << 20;
@@ -60,8 +69,10 @@ pub struct Config {
     pub mem_bytes: u64,
     /// The app's arguments (without a program name), passed NUL-separated in the boot info.
     pub args: Vec<String>,
-    /// Print exit counts and timings to stderr when the guest ends.
+    /// Print exit counts, traffic and timings to stderr when the guest ends.
     pub stats: bool,
+    /// Network interfaces, each backed by a tap device (at most `MAX_DEVICES`).
+    pub nets: Vec<NetConfig>,
 }
 
 impl Default for Config {
@@ -70,6 +81,7 @@ impl Default for Config {
             mem_bytes: DEFAULT_MEM_BYTES,
             args: Vec::new(),
             stats: false,
+            nets: Vec::new(),
         }
     }
 }
@@ -81,11 +93,33 @@ pub struct GuestExit {
     pub status: i32,
 }
 
+/// The signal that asked the monitor to stop (SIGINT or SIGTERM), 0 while none has.
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_stop_signal(num: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    STOP_SIGNAL.store(num, Ordering::SeqCst);
+}
+
+/// The signal that asked the monitor to stop, if one did.
+pub(crate) fn stop_signal() -> Option<i32> {
+    match STOP_SIGNAL.load(Ordering::Relaxed) {
+        0 => None,
+        signal => Some(signal),
+    }
+}
+
 /// Runs the image at `image` with its console on the monitor's stdout.
 ///
-/// Confines the calling thread with the seccomp allow-list for the rest of its life: call it from
-/// the thread that will only report the result and exit.
+/// SIGINT and SIGTERM end the guest as [`Error::Stopped`] (after `--stats` are printed) instead
+/// of killing the process. Confines the calling thread with the seccomp allow-list for the rest of
+/// its life: call it from the thread that will only report the result and exit.
 pub fn run(image: &Path, config: &Config) -> Result<GuestExit, Error> {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        register_signal_handler(signal, on_stop_signal).map_err(|e| Error::VmSetup {
+            what: "handling SIGINT and SIGTERM",
+            source: e.into(),
+        })?;
+    }
     run_with_console(image, config, &mut std::io::stdout())
 }
 
@@ -97,8 +131,15 @@ pub fn run_with_console(
 ) -> Result<GuestExit, Error> {
     let start = Instant::now();
     let stack_bottom = layout::stack_bottom(config.mem_bytes)?;
+    let mut nets = Nets::open(&config.nets)?;
+    let heap_end = nets.place(stack_bottom);
+    if heap_end <= LOAD_ADDR {
+        return Err(Error::Config(layout::LayoutError::RingsTooLarge {
+            mem: config.mem_bytes,
+        }));
+    }
     let bytes = read_image(image, config.mem_bytes)?;
-    let parsed = elf::parse_image(&bytes, stack_bottom).map_err(|source| Error::Image {
+    let parsed = elf::parse_image(&bytes, heap_end).map_err(|source| Error::Image {
         path: image.into(),
         source,
     })?;
@@ -111,6 +152,9 @@ pub fn run_with_console(
     layout::write_tables(&ram, &parsed)?;
     let cmdline_len = layout::write_args(&ram, &config.args)?;
     let mut vm = vm::Vm::new(&ram, parsed.entry, config.mem_bytes)?;
+    for (addr, event) in nets.doorbells() {
+        vm.register_doorbell(addr, event)?;
+    }
     let clock = vm.boot_clock()?;
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| Error::VmSetup {
@@ -119,6 +163,7 @@ pub fn run_with_console(
     })?;
     let info = BootInfo {
         abi_version: ABI_VERSION,
+        device_count: config.nets.len() as u32,
         mem_size: config.mem_bytes,
         kernel_end: parsed.end,
         stack_bottom,
@@ -129,24 +174,33 @@ pub fn run_with_console(
         cmdline_len,
         argc: config.args.len() as u64,
         seed,
+        devices: nets.device_infos(),
+        heap_end,
         ..BootInfo::default()
     };
     layout::write_boot_info(&ram, &info)?;
 
     let mut handler = Handler {
         ram: &ram,
+        nets: &nets,
         console,
         buffer: Vec::with_capacity(CONSOLE_WRITE_MAX as usize),
         counts: Counts::default(),
         first_call: None,
     };
-    seccomp::confine().map_err(|e| Error::VmSetup {
-        what: "installing the seccomp filter",
-        source: std::io::Error::other(e),
-    })?;
-    let setup = start.elapsed();
     let mut exits = 0;
-    let result = vm.run(&mut handler, &mut exits);
+    let mut setup = Duration::ZERO;
+    let result = std::thread::scope(|scope| {
+        // The I/O threads end when the run does, however it ends.
+        let _stop = StopOnDrop(&nets);
+        nets.spawn(scope, &ram)?;
+        seccomp::confine().map_err(|e| Error::VmSetup {
+            what: "installing the seccomp filter",
+            source: std::io::Error::other(e),
+        })?;
+        setup = start.elapsed();
+        vm.run(&mut handler, &mut exits)
+    });
     if config.stats {
         let c = handler.counts;
         let first = handler
@@ -161,9 +215,35 @@ pub fn run_with_console(
             setup.as_secs_f64() * 1e3,
             start.elapsed().as_secs_f64() * 1e3,
         );
+        if !nets.is_empty() {
+            let n = nets.stats();
+            let frames = n.frames_in + n.frames_out;
+            eprintln!(
+                "fata-monitor: net: {} frames in ({} bytes), {} frames out ({} bytes); {:.1} \
+                 frames per exit; {} I/O thread wakeups, {} doorbell exits; dropped {} in, {} out",
+                n.frames_in,
+                n.bytes_in,
+                n.frames_out,
+                n.bytes_out,
+                frames as f64 / exits.max(1) as f64,
+                n.wakeups,
+                c.doorbell_exits,
+                n.dropped_in,
+                n.dropped_out,
+            );
+        }
     }
     drop(vm);
     result.map(|status| GuestExit { status })
+}
+
+/// Stops the network I/O threads when dropped.
+struct StopOnDrop<'a>(&'a Nets);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 fn read_image(path: &Path, mem_bytes: u64) -> Result<Vec<u8>, Error> {

@@ -1,7 +1,10 @@
 //! The seccomp allow-list the monitor confines itself to once the VM is set up.
 //!
 //! From then on the thread that runs the guest may only run the vCPU (`KVM_RUN`, `KVM_GET_REGS`),
-//! write the console, sleep, read the clock, manage its own heap (no executable mappings) and exit.
+//! write the console, sleep (also on an eventfd, with `ppoll`), read and write eventfds, read the
+//! clock, manage its own heap (no executable mappings) and exit. Each network I/O thread confines
+//! itself with a smaller list ([`confine_io`]): read and write its tap and eventfds, `ppoll`, the
+//! clock, its heap, and exit; no ioctl at all.
 //! Any other system call fails with `EPERM`: a failing call surfaces as a clear error rather than
 //! a killed process, and it still cannot reach anything outside the allow-list. The filter applies
 //! to the calling thread (and threads it starts later), for the rest of its life.
@@ -21,8 +24,10 @@ const KVM_GET_REGS: u64 = (2 << 30) | ((size_of::<kvm_regs>() as u64) << 16) | (
 
 /// The system calls allowed with any arguments.
 const ALLOWED: &[libc::c_long] = &[
+    libc::SYS_read,
     libc::SYS_write,
     libc::SYS_writev,
+    libc::SYS_ppoll,
     libc::SYS_clock_nanosleep,
     libc::SYS_nanosleep,
     libc::SYS_clock_gettime,
@@ -40,11 +45,28 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_exit_group,
 ];
 
-/// Builds the filter.
+/// The system calls a network I/O thread may make with any arguments.
+const ALLOWED_IO: &[libc::c_long] = &[
+    libc::SYS_read,
+    libc::SYS_write,
+    libc::SYS_ppoll,
+    libc::SYS_clock_gettime,
+    libc::SYS_futex,
+    libc::SYS_sched_yield,
+    libc::SYS_brk,
+    libc::SYS_munmap,
+    libc::SYS_madvise,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_sigaltstack,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+];
+
+/// Builds the filter of the vCPU thread.
 pub fn filter() -> Result<BpfProgram, seccompiler::Error> {
     let arg = |index, op, value| SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value);
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-        ALLOWED.iter().map(|&nr| (nr, Vec::new())).collect();
+    let mut rules = with_heap(ALLOWED)?;
     rules.insert(
         libc::SYS_ioctl,
         vec![
@@ -52,12 +74,30 @@ pub fn filter() -> Result<BpfProgram, seccompiler::Error> {
             SeccompRule::new(vec![arg(1, SeccompCmpOp::Eq, KVM_GET_REGS)?])?,
         ],
     );
-    // Heap growth only: no executable mappings.
+    build(rules)
+}
+
+/// Builds the filter of a network I/O thread.
+pub fn io_filter() -> Result<BpfProgram, seccompiler::Error> {
+    build(with_heap(ALLOWED_IO)?)
+}
+
+/// `allowed` with any arguments, plus `mmap` for the heap (no executable mappings).
+fn with_heap(
+    allowed: &[libc::c_long],
+) -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::Error> {
+    let arg = |index, op, value| SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value);
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        allowed.iter().map(|&nr| (nr, Vec::new())).collect();
     let not_exec = SeccompCmpOp::MaskedEq(libc::PROT_EXEC as u64);
     rules.insert(
         libc::SYS_mmap,
         vec![SeccompRule::new(vec![arg(2, not_exec, 0)?])?],
     );
+    Ok(rules)
+}
+
+fn build(rules: BTreeMap<i64, Vec<SeccompRule>>) -> Result<BpfProgram, seccompiler::Error> {
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Errno(libc::EPERM as u32),
@@ -70,6 +110,11 @@ pub fn filter() -> Result<BpfProgram, seccompiler::Error> {
 /// Confines the calling thread to the allow-list.
 pub fn confine() -> Result<(), seccompiler::Error> {
     seccompiler::apply_filter(&filter()?)
+}
+
+/// Confines the calling network I/O thread to its allow-list.
+pub fn confine_io() -> Result<(), seccompiler::Error> {
+    seccompiler::apply_filter(&io_filter()?)
 }
 
 #[cfg(test)]
@@ -107,6 +152,21 @@ mod tests {
             let v = vec![0u8; 1 << 20];
             assert_eq!(v.len(), 1 << 20);
             println!("still allowed: write");
+        })
+        .join()
+        .unwrap();
+        std::thread::spawn(|| {
+            confine_io().unwrap();
+            let err = std::fs::File::open("/dev/null").unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+            // SAFETY: KVM_RUN on an invalid descriptor touches no memory; only the errno matters.
+            let rc = unsafe { libc::ioctl(-1, KVM_RUN as _) };
+            assert_eq!(rc, -1);
+            assert_eq!(
+                std::io::Error::last_os_error().raw_os_error(),
+                Some(libc::EPERM),
+                "an I/O thread makes no ioctl"
+            );
         })
         .join()
         .unwrap();

@@ -7,7 +7,8 @@ use crate::hypercall::{Action, Handler, Stop};
 use crate::layout;
 use crate::memory::GuestRam;
 use kvm_bindings::{Msrs, kvm_msr_entry, kvm_regs, kvm_segment, kvm_userspace_memory_region};
-use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use kvm_ioctls::{IoEventAddress, Kvm, NoDatamatch, VcpuFd, VmFd};
+use vmm_sys_util::eventfd::EventFd;
 
 const CR0_PE: u64 = 1;
 const CR0_MP: u64 = 1 << 1;
@@ -51,7 +52,7 @@ pub fn kvm_open_error(errno: i32) -> Error {
 /// A VM with its vCPU. Fields drop in order: the vCPU and VM before the RAM they map.
 pub struct Vm {
     vcpu: VcpuFd,
-    _vm: VmFd,
+    vm: VmFd,
     _kvm: Kvm,
 }
 
@@ -150,9 +151,16 @@ impl Vm {
         vcpu.set_regs(&regs).map_err(setup("setting registers"))?;
         Ok(Vm {
             vcpu,
-            _vm: vm,
+            vm,
             _kvm: kvm,
         })
+    }
+
+    /// Makes a guest store of any width to `addr` signal `event` inside KVM, without an exit.
+    pub fn register_doorbell(&self, addr: u64, event: &EventFd) -> Result<(), Error> {
+        self.vm
+            .register_ioevent(event, &IoEventAddress::Mmio(addr), NoDatamatch)
+            .map_err(setup("registering a doorbell (KVM_IOEVENTFD)"))
     }
 
     /// Reads the TSC frequency and pairs the guest's TSC with the host's wall clock.
@@ -204,24 +212,10 @@ impl Vm {
                 }
             };
             *exits += 1;
-            match exit {
-                Exit::Hypercall { call, args } => match handler.handle(call, args) {
-                    Ok(Action::Continue) => {}
-                    Ok(Action::Exit(status)) => return Ok(status),
-                    Err(Stop::Abi(violation)) => {
-                        return Err(Error::Abi {
-                            violation,
-                            rip: self.rip().0,
-                        });
-                    }
-                    Err(Stop::Console(source)) => {
-                        return Err(Error::HostIo {
-                            what: "console write",
-                            source,
-                        });
-                    }
-                },
-                Exit::Interrupted => {}
+            let action = match exit {
+                Exit::Hypercall { call, args } => handler.handle(call, args),
+                Exit::Doorbell { slot, addr } => handler.doorbell(slot, addr),
+                Exit::Interrupted => Ok(Action::Continue),
                 Exit::Abi(violation) => {
                     return Err(Error::Abi {
                         violation,
@@ -229,7 +223,29 @@ impl Vm {
                     });
                 }
                 Exit::Fault(kind) => return Err(self.fault(kind)),
-            }
+            };
+            let stop = match action {
+                Ok(Action::Continue) if crate::stop_signal().is_some() => {
+                    let signal = crate::stop_signal().unwrap_or(0);
+                    return Err(Error::Stopped { signal });
+                }
+                Ok(Action::Continue) if handler.nets.failed() => {
+                    match handler.nets.take_failure() {
+                        Some(failure) => Stop::from(failure),
+                        None => continue,
+                    }
+                }
+                Ok(Action::Continue) => continue,
+                Ok(Action::Exit(status)) => return Ok(status),
+                Err(stop) => stop,
+            };
+            return Err(match stop {
+                Stop::Abi(violation) => Error::Abi {
+                    violation,
+                    rip: self.rip().0,
+                },
+                Stop::Host(what, source) => Error::HostIo { what, source },
+            });
         }
     }
 

@@ -1,0 +1,226 @@
+//! Network devices over the rings the monitor shares in guest RAM (layout in `fata-hvt-abi`).
+//!
+//! Receiving reads frames straight out of the receive ring and frees their slots; transmitting
+//! fills the next transmit slot in place and publishes it. Neither exits: the monitor's I/O thread
+//! polls the rings. The guest stores to the device's doorbell only when it sees the I/O thread's
+//! `waiting` flag after moving an index (a store KVM turns into an eventfd signal, not an exit).
+
+use crate::{boot, hypercall};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering, fence};
+use fata_hvt_abi::{
+    BootInfo, DeviceKind, MAX_DEVICES, NET_FRAME_MAX, NET_FRAME_MIN, NET_RX_HEADER, NET_SLOTS_MAX,
+    NET_TX_HEADER, NetRingHeader, NetSlotHeader, net_ring_len, net_rx_slot, net_tx_slot,
+};
+use fata_platform::{DeviceError, Net, ReadySet};
+use spin::Once;
+
+/// One network device as the boot info describes it, checked.
+#[derive(Debug, Clone)]
+pub struct Rings {
+    /// The device's name.
+    pub name: String,
+    handle: u32,
+    mac: [u8; 6],
+    mtu: u16,
+    base: usize,
+    rx_slots: u32,
+    tx_slots: u32,
+    doorbell: u64,
+}
+
+static RINGS: Once<Vec<Rings>> = Once::new();
+
+/// The network devices in the boot info (entries that do not describe a usable ring are skipped).
+pub fn devices() -> &'static [Rings] {
+    RINGS.call_once(|| boot::info().map_or_else(Vec::new, parse))
+}
+
+fn parse(info: &BootInfo) -> Vec<Rings> {
+    let count = (info.device_count as usize).min(MAX_DEVICES);
+    info.devices[..count]
+        .iter()
+        .filter(|d| d.kind == DeviceKind::Net as u32)
+        .filter(|d| {
+            let slots_ok = |n: u32| n.is_power_of_two() && n <= NET_SLOTS_MAX;
+            slots_ok(d.rx_slots)
+                && slots_ok(d.tx_slots)
+                && d.handle < 64
+                && d.ring_len == net_ring_len(d.rx_slots, d.tx_slots)
+                && d.ring_addr.is_multiple_of(4096)
+                && d.ring_addr != 0
+                && d.ring_addr
+                    .checked_add(d.ring_len)
+                    .is_some_and(|end| end <= info.mem_size)
+        })
+        .map(|d| {
+            let len = d.name.iter().position(|&b| b == 0).unwrap_or(d.name.len());
+            Rings {
+                name: String::from_utf8_lossy(&d.name[..len]).into_owned(),
+                handle: d.handle,
+                mac: d.mac,
+                mtu: d.mtu,
+                base: d.ring_addr as usize,
+                rx_slots: d.rx_slots,
+                tx_slots: d.tx_slots,
+                doorbell: d.doorbell,
+            }
+        })
+        .collect()
+}
+
+impl Rings {
+    /// An index of a ring header.
+    fn index(&self, header: u64, field: usize) -> &AtomicU32 {
+        let at = self.base + header as usize + field;
+        // SAFETY: `base..base + ring_len` is RAM the monitor reserved for this device for the
+        // guest's whole life (checked against the RAM size in `parse`); ring headers lie inside it
+        // at these ABI offsets, 4-byte aligned, and both sides only access them atomically.
+        unsafe { &*(at as *const AtomicU32) }
+    }
+
+    fn produced(&self, header: u64) -> &AtomicU32 {
+        self.index(header, core::mem::offset_of!(NetRingHeader, produced))
+    }
+
+    fn consumed(&self, header: u64) -> &AtomicU32 {
+        self.index(header, core::mem::offset_of!(NetRingHeader, consumed))
+    }
+
+    fn waiting(&self, header: u64) -> &AtomicU32 {
+        self.index(header, core::mem::offset_of!(NetRingHeader, waiting))
+    }
+
+    /// Whether the receive ring holds a frame.
+    fn has_frames(&self) -> bool {
+        self.produced(NET_RX_HEADER).load(Ordering::Acquire)
+            != self.consumed(NET_RX_HEADER).load(Ordering::Relaxed)
+    }
+
+    /// Wakes the monitor's I/O thread if it sleeps on `header`'s ring (call after a fence).
+    fn kick_if_waiting(&self, header: u64) {
+        if self.waiting(header).load(Ordering::Relaxed) != 0 {
+            hypercall::doorbell(self.doorbell);
+        }
+    }
+}
+
+/// The devices in `interest` whose receive ring holds a frame.
+pub fn ready(interest: u64) -> u64 {
+    devices()
+        .iter()
+        .filter(|r| interest & (1 << r.handle) != 0 && r.has_frames())
+        .fold(0, |set, r| set | (1 << r.handle))
+}
+
+/// A network device of the hvt target.
+pub struct HvtNet {
+    rings: Rings,
+    rx_consumed: u32,
+    tx_produced: u32,
+    unflushed: bool,
+}
+
+impl HvtNet {
+    /// The device over `rings`; call once per device (it takes over the guest's ring indices).
+    pub fn new(rings: Rings) -> HvtNet {
+        HvtNet {
+            rx_consumed: rings.consumed(NET_RX_HEADER).load(Ordering::Relaxed),
+            tx_produced: rings.produced(NET_TX_HEADER).load(Ordering::Relaxed),
+            rings,
+            unflushed: false,
+        }
+    }
+
+    /// The slot at `offset` in ring memory: its header and its frame bytes.
+    fn slot(&self, offset: u64) -> (*mut NetSlotHeader, *mut u8) {
+        let at = self.rings.base + offset as usize;
+        (
+            at as *mut NetSlotHeader,
+            (at + size_of::<NetSlotHeader>()) as *mut u8,
+        )
+    }
+}
+
+impl Net for HvtNet {
+    fn mac(&self) -> [u8; 6] {
+        self.rings.mac
+    }
+
+    fn mtu(&self) -> usize {
+        usize::from(self.rings.mtu)
+    }
+
+    fn readiness(&self) -> ReadySet {
+        ReadySet::single(self.rings.handle)
+    }
+
+    fn receive(
+        &mut self,
+        max: usize,
+        on_frame: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, DeviceError> {
+        let rings = &self.rings;
+        let produced = rings.produced(NET_RX_HEADER).load(Ordering::Acquire);
+        let mut count = 0;
+        while count < max && self.rx_consumed != produced {
+            let (header, frame) = self.slot(net_rx_slot(rings.rx_slots, self.rx_consumed));
+            // SAFETY: the slot lies inside the ring (index taken modulo the slot count) and,
+            // published and not yet freed, belongs to the guest: the monitor does not write it
+            // until `consumed` passes it. The length is capped to the slot's frame room.
+            let frame = unsafe {
+                let len = (*header).len.min(NET_FRAME_MAX as u32) as usize;
+                core::slice::from_raw_parts(frame, len)
+            };
+            on_frame(frame);
+            self.rx_consumed = self.rx_consumed.wrapping_add(1);
+            count += 1;
+        }
+        if count > 0 {
+            rings
+                .consumed(NET_RX_HEADER)
+                .store(self.rx_consumed, Ordering::Release);
+            fence(Ordering::SeqCst);
+            rings.kick_if_waiting(NET_RX_HEADER);
+        }
+        Ok(count)
+    }
+
+    fn transmit(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> Result<(), DeviceError> {
+        if !(NET_FRAME_MIN as usize..=NET_FRAME_MAX as usize).contains(&len) {
+            return Err(DeviceError::InvalidArgument);
+        }
+        let rings = &self.rings;
+        let consumed = rings.consumed(NET_TX_HEADER).load(Ordering::Acquire);
+        if self.tx_produced.wrapping_sub(consumed) >= rings.tx_slots {
+            return Err(DeviceError::WouldBlock);
+        }
+        let offset = net_tx_slot(rings.rx_slots, rings.tx_slots, self.tx_produced);
+        let (header, frame) = self.slot(offset);
+        // SAFETY: the slot lies inside the ring and is free (fewer than `tx_slots` frames are
+        // outstanding), so the monitor does not read it until it is published below; `len` fits
+        // the slot's frame room (checked above).
+        unsafe {
+            fill(core::slice::from_raw_parts_mut(frame, len));
+            header.write(NetSlotHeader {
+                len: len as u32,
+                flags: 0,
+            });
+        }
+        self.tx_produced = self.tx_produced.wrapping_add(1);
+        self.rings
+            .produced(NET_TX_HEADER)
+            .store(self.tx_produced, Ordering::Release);
+        self.unflushed = true;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), DeviceError> {
+        if core::mem::take(&mut self.unflushed) {
+            fence(Ordering::SeqCst);
+            self.rings.kick_if_waiting(NET_TX_HEADER);
+        }
+        Ok(())
+    }
+}
