@@ -140,7 +140,9 @@ pub fn build(request: &Request) -> Result<PathBuf, Error> {
         command.arg("--release");
     }
     if request.target == Target::Hvt {
-        let guest_dir = target_directory(&cargo, &manifest)?.join("fata-hvt");
+        let guest_dir = crate_info_of(&cargo, &manifest)?
+            .target_dir
+            .join("fata-hvt");
         let script = guest_dir.join("link.ld");
         std::fs::create_dir_all(&guest_dir)
             .and_then(|()| write_if_changed(&script, LINK_SCRIPT))
@@ -213,8 +215,28 @@ fn strip_image(elf: &Path) -> Result<PathBuf, Error> {
     Ok(image)
 }
 
-/// Cargo's target directory for the crate (the workspace's when the crate is in one).
-fn target_directory(cargo: &std::ffi::OsStr, manifest: &Path) -> Result<PathBuf, Error> {
+/// What `cargo metadata` says about an app crate.
+#[derive(Debug, Clone)]
+pub struct CrateInfo {
+    /// Cargo's target directory for the crate (the workspace's when the crate is in one).
+    pub target_dir: PathBuf,
+    /// The package's name.
+    pub name: String,
+    /// The package's `[package.metadata.fata]` table (null when it has none).
+    pub fata_metadata: serde_json::Value,
+}
+
+/// Reads the crate at `crate_dir` with `cargo metadata`.
+pub fn crate_info(crate_dir: &Path) -> Result<CrateInfo, Error> {
+    let manifest = crate_dir
+        .join("Cargo.toml")
+        .canonicalize()
+        .map_err(|_| Error::NoCrate(crate_dir.to_path_buf()))?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    crate_info_of(&cargo, &manifest)
+}
+
+fn crate_info_of(cargo: &std::ffi::OsStr, manifest: &Path) -> Result<CrateInfo, Error> {
     let output = Command::new(cargo)
         .args([
             "metadata",
@@ -232,10 +254,23 @@ fn target_directory(cargo: &std::ffi::OsStr, manifest: &Path) -> Result<PathBuf,
     }
     let metadata: serde_json::Value =
         serde_json::from_slice(&output.stdout).map_err(|e| Error::Metadata(e.to_string()))?;
-    metadata["target_directory"]
+    let target_dir = metadata["target_directory"]
         .as_str()
         .map(PathBuf::from)
-        .ok_or_else(|| Error::Metadata("no target_directory in cargo metadata".into()))
+        .ok_or_else(|| Error::Metadata("no target_directory in cargo metadata".into()))?;
+    let package = metadata["packages"]
+        .as_array()
+        .and_then(|packages| {
+            packages
+                .iter()
+                .find(|p| p["manifest_path"].as_str().map(Path::new) == Some(manifest))
+        })
+        .ok_or_else(|| Error::Metadata(format!("no package for {}", manifest.display())))?;
+    Ok(CrateInfo {
+        target_dir,
+        name: package["name"].as_str().unwrap_or_default().to_string(),
+        fata_metadata: package["metadata"]["fata"].clone(),
+    })
 }
 
 /// Writes `contents` unless the file already holds them, so its timestamp only moves on change.

@@ -167,9 +167,16 @@ fn respond(zones: &ZoneSet, query: &[u8], q: &Query, transport: Transport, out: 
                 }
                 done.push(name);
                 if let Some(node) = zone.node(name) {
+                    let in_answer = |set: &&RRset| {
+                        plan.answer
+                            .iter()
+                            .any(|(owner, s)| owner == *name && s.rtype == set.rtype)
+                    };
+                    // A set already in the answer is not repeated, as NSD does not.
                     for set in [node.get(rtype::A), node.get(rtype::AAAA)]
                         .into_iter()
                         .flatten()
+                        .filter(|set| !in_answer(set))
                     {
                         writer.rrset(Section::Additional, name, set, set.ttl);
                     }

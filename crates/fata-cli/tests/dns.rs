@@ -1,0 +1,443 @@
+//! The DNS server against NSD: the same generated zone served by both, the same 600+ varied
+//! questions sent to both, and the answers compared (rcode, flags, and every section as a set).
+//! Then malformed packets, which must get FORMERR or silence while the server goes on serving.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Netns, Running, build, text};
+use fata_dns::Name;
+
+const NSD_PORT: u16 = 5300;
+const FATA_PORT: u16 = 5301;
+
+/// The zone both servers serve: every record type the server answers, wildcards, a delegation
+/// with glue and one without, CNAME chains (in zone, out of zone, dangling, looping), empty
+/// non-terminals and an RRset too large for a UDP answer.
+fn zone_text() -> String {
+    let mut z = String::from(
+        "$ORIGIN test.fata.\n$TTL 3600\n\
+         @ IN SOA ns1 hostmaster 2026112401 7200 3600 1209600 300\n\
+         @ IN NS ns1\n@ IN NS ns2\n@ IN MX 10 mail\n@ IN MX 20 mail2.example.net.\n\
+         @ IN A 192.0.2.1\n@ IN AAAA 2001:db8::1\n@ IN TXT \"v=spf1 -all\"\n\
+         @ IN CAA 0 issue \"letsencrypt.org\"\n\
+         ns1 IN A 192.0.2.53\nns2 IN A 192.0.2.54\nns2 IN AAAA 2001:db8::54\nmail IN A 192.0.2.25\n\
+         c1 IN CNAME c2\nc2 IN CNAME c3\nc3 IN CNAME host1\nalias 600 IN CNAME host2\n\
+         loop1 IN CNAME loop2\nloop2 IN CNAME loop1\nout IN CNAME www.example.net.\n\
+         dangling IN CNAME nothere\n\
+         *.wild IN A 192.0.2.99\n*.wild IN TXT \"wildcard\"\n*.cnamewild IN CNAME host3\n\
+         sub IN NS ns.sub\nns.sub IN A 192.0.2.100\nsub2 IN NS ns.example.net.\n\
+         _sip._tcp IN SRV 10 60 5060 host4\n_xmpp._tcp IN SRV 5 0 5222 host5\n\
+         ptr1 IN PTR host1\ndeep.a.b.c IN A 192.0.2.7\n",
+    );
+    for n in 0..50 {
+        z.push_str(&format!("host{n} 300 IN A 192.0.2.{}\n", 10 + n));
+        if n % 3 == 0 {
+            z.push_str(&format!("host{n} IN AAAA 2001:db8::{:x}\n", 0x100 + n));
+        }
+        if n % 5 == 0 {
+            z.push_str(&format!("host{n} IN TXT \"host {n}\" \"second string\"\n"));
+        }
+        if n % 7 == 0 {
+            z.push_str(&format!("host{n} IN MX {n} mail\n"));
+        }
+    }
+    for n in 0..40 {
+        z.push_str(&format!(
+            "big IN TXT \"{}\"\n",
+            format!("{n:02}").repeat(30)
+        ));
+    }
+    z
+}
+
+/// The questions: names across every case above, crossed with every type, in varying letter
+/// case, EDNS sizes and transports.
+fn questions() -> Vec<(String, u16, Option<u16>, bool)> {
+    let mut names: Vec<String> = [
+        "",
+        "ns1",
+        "ns2",
+        "mail",
+        "c1",
+        "c2",
+        "alias",
+        "loop1",
+        "out",
+        "dangling",
+        "x.wild",
+        "a.b.wild",
+        "wild",
+        "y.cnamewild",
+        "sub",
+        "ns.sub",
+        "deep.sub",
+        "sub2",
+        "x.sub2",
+        "_sip._tcp",
+        "_xmpp._tcp",
+        "_tcp",
+        "ptr1",
+        "big",
+        "deep.a.b.c",
+        "a.b.c",
+        "b.c",
+        "c",
+        "nothere",
+        "no.where",
+        "host1.nothere",
+        "*.wild",
+    ]
+    .iter()
+    .map(|n| n.to_string())
+    .collect();
+    names.extend((0..50).step_by(2).map(|n| format!("host{n}")));
+    let types = [1u16, 28, 15, 16, 2, 6, 5, 33, 12, 257];
+    let edns = [None, Some(512), Some(1232), Some(4096)];
+    let mut out = Vec::new();
+    let mut i = 0usize;
+    for name in &names {
+        for &qtype in &types {
+            let mut full = if name.is_empty() {
+                "test.fata".to_string()
+            } else {
+                format!("{name}.test.fata")
+            };
+            if i % 3 == 1 {
+                full = full.to_uppercase();
+            }
+            out.push((full, qtype, edns[i % 4], i % 9 == 0));
+            i += 1;
+        }
+    }
+    for other in ["example.org", "fata", "test.fata.example", "."] {
+        out.push((other.to_string(), 1, Some(1232), false));
+    }
+    out.push(("big.test.fata".to_string(), 16, None, false));
+    out.push(("big.test.fata".to_string(), 16, None, true));
+    out
+}
+
+/// A query message.
+fn query(id: u16, name: &str, qtype: u16, edns: Option<u16>) -> Vec<u8> {
+    let mut q = vec![
+        (id >> 8) as u8,
+        id as u8,
+        0,
+        0,
+        0,
+        1,
+        0,
+        0,
+        0,
+        0,
+        0,
+        u8::from(edns.is_some()),
+    ];
+    // Keep the letter case of the question as given.
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&[0, 1]);
+    if let Some(size) = edns {
+        q.extend_from_slice(&[0, 0, 41]);
+        q.extend_from_slice(&size.to_be_bytes());
+        q.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    }
+    q
+}
+
+fn ask(server: SocketAddr, message: &[u8], tcp: bool) -> Option<Vec<u8>> {
+    if tcp {
+        let mut stream = TcpStream::connect_timeout(&server, Duration::from_secs(2)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut framed = (message.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(message);
+        stream.write_all(&framed).ok()?;
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len).ok()?;
+        let mut response = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        stream.read_exact(&mut response).ok()?;
+        Some(response)
+    } else {
+        let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
+        socket
+            .set_read_timeout(Some(Duration::from_millis(1500)))
+            .ok()?;
+        socket.send_to(message, server).ok()?;
+        let mut buf = [0u8; 65535];
+        let (n, _) = socket.recv_from(&mut buf).ok()?;
+        Some(buf[..n].to_vec())
+    }
+}
+
+/// A response reduced to what must match: rcode, flags, the sections as sets of records (names
+/// lowercased), and whether an OPT record came back.
+#[derive(Debug, PartialEq, Eq)]
+struct Summary {
+    rcode: u16,
+    flags: u16,
+    sections: [BTreeSet<String>; 3],
+    opt: bool,
+}
+
+fn u16_at(m: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([m[at], m[at + 1]])
+}
+
+fn summarize(m: &[u8]) -> Summary {
+    let flags = u16_at(m, 2);
+    let name = |at: usize| Name::parse(m, at).unwrap();
+    let (_, mut at) = name(12);
+    at += 4;
+    let mut sections: [BTreeSet<String>; 3] = Default::default();
+    let mut opt = false;
+    for (section, count_at) in [(0, 6), (1, 8), (2, 10)] {
+        for _ in 0..u16_at(m, count_at) {
+            let (owner, after) = name(at);
+            let (rtype, ttl, len) = (
+                u16_at(m, after),
+                u32::from_be_bytes(m[after + 4..after + 8].try_into().unwrap()),
+                usize::from(u16_at(m, after + 8)),
+            );
+            let data = after + 10;
+            let rdata = match rtype {
+                2 | 5 | 12 => name(data).0.to_string(),
+                15 => format!("{} {}", u16_at(m, data), name(data + 2).0),
+                33 => format!(
+                    "{} {} {} {}",
+                    u16_at(m, data),
+                    u16_at(m, data + 2),
+                    u16_at(m, data + 4),
+                    name(data + 6).0
+                ),
+                6 => {
+                    let (mname, a) = name(data);
+                    let (rname, b) = name(a);
+                    format!("{mname} {rname} {:?}", &m[b..b + 20])
+                }
+                _ => format!("{:?}", &m[data..data + len]),
+            };
+            if rtype == 41 {
+                opt = true;
+            } else {
+                sections[section].insert(format!("{owner} {ttl} {rtype} {rdata}"));
+            }
+            at = data + len;
+        }
+    }
+    Summary {
+        rcode: flags & 0xf,
+        flags: flags & 0x8780,
+        sections,
+        opt,
+    }
+}
+
+/// NSD running in the foreground; stopped with SIGTERM (which also ends its worker processes).
+struct Nsd(Child);
+
+impl Drop for Nsd {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let _ = self.0.wait();
+    }
+}
+
+/// Malformed queries: each gets FORMERR (or NOTIMP) or no answer, and the server keeps answering.
+fn malformed_packets_get_formerr_or_silence(server: SocketAddr) {
+    let valid = query(7, "test.fata", 6, None);
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        ("five bytes", valid[..5].to_vec()),
+        ("header only", valid[..12].to_vec()),
+        ("truncated question", valid[..valid.len() - 2].to_vec()),
+        (
+            "compression loop",
+            [&valid[..12], &[0xc0, 0x0c, 0, 1, 0, 1][..]].concat(),
+        ),
+        (
+            "forward pointer",
+            [&valid[..12], &[0xc0, 0x20, 0, 1, 0, 1][..]].concat(),
+        ),
+        (
+            "label over 63",
+            [
+                &valid[..12],
+                &[0x40][..],
+                &[b'a'; 64][..],
+                &[0, 0, 1, 0, 1][..],
+            ]
+            .concat(),
+        ),
+        ("two questions", {
+            let mut m = valid.clone();
+            m[5] = 2;
+            m
+        }),
+        ("records that are not there", {
+            let mut m = valid.clone();
+            m[7] = 5;
+            m
+        }),
+        ("a response, not a query", {
+            let mut m = valid.clone();
+            m[2] |= 0x80;
+            m
+        }),
+    ];
+    let mut long_name = valid[..12].to_vec();
+    for _ in 0..5 {
+        long_name.push(63);
+        long_name.extend_from_slice(&[b'x'; 63]);
+    }
+    long_name.extend_from_slice(&[0, 0, 1, 0, 1]);
+    cases.push(("name over 255", long_name));
+    let mut bad_option = query(8, "test.fata", 1, Some(1232));
+    let opt_len_at = bad_option.len() - 2;
+    bad_option[opt_len_at..].copy_from_slice(&[0, 9]);
+    bad_option.extend_from_slice(&[0, 10, 0, 200, 1]);
+    cases.push(("OPT option longer than its record", bad_option));
+    let mut state = 0x2545_f491_u32;
+    for n in 0..100 {
+        let bytes = (0..(n % 60 + 1))
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                state as u8
+            })
+            .collect();
+        cases.push(("random bytes", bytes));
+    }
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    for (what, message) in &cases {
+        socket.send_to(message, server).unwrap();
+        let mut buf = [0u8; 4096];
+        if let Ok((n, _)) = socket.recv_from(&mut buf) {
+            let rcode = buf[3] & 0xf;
+            assert!(
+                n >= 12 && buf[2] & 0x80 != 0,
+                "{what}: a reply that is not a response"
+            );
+            assert!(
+                matches!(rcode, 1 | 4),
+                "{what}: rcode {rcode}, expected FORMERR or NOTIMP"
+            );
+        }
+        assert!(
+            ask(server, &valid, false).is_some(),
+            "the server stopped answering after: {what}"
+        );
+    }
+}
+
+fn start_nsd(ns: &Netns, dir: &Path) -> Option<Nsd> {
+    let conf = format!(
+        "server:\n  ip-address: 127.0.0.1@{NSD_PORT}\n  server-count: 1\n  username: \"\"\n  \
+         zonesdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  database: \"\"\n  zonelistfile: \"{d}/zone.list\"\n  \
+         xfrdfile: \"{d}/xfrd.state\"\n  logfile: \"{d}/nsd.log\"\n  hide-version: yes\n  hide-identity: yes\n  \
+         rrl-ratelimit: 0\n  tcp-count: 100\nremote-control:\n  control-enable: no\nzone:\n  name: test.fata\n  \
+         zonefile: test.zone\n",
+        d = dir.display()
+    );
+    std::fs::write(dir.join("nsd.conf"), conf).unwrap();
+    let child = ns
+        .command("nsd")
+        .args(["-d", "-c"])
+        .arg(dir.join("nsd.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    Some(Nsd(child))
+}
+
+fn wait_for(server: SocketAddr) -> bool {
+    (0..100).any(|_| {
+        let answered = ask(server, &query(1, "test.fata", 6, None), false).is_some();
+        if !answered {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        answered
+    })
+}
+
+#[test]
+fn fata_answers_like_nsd() {
+    if Command::new("nsd").arg("-v").output().is_err() {
+        println!("SKIPPED: fata_answers_like_nsd: nsd is not installed (scripts/test installs it)");
+        return;
+    }
+    let Some(ns) = Netns::create("dns", 64) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let zone = dir.path().join("test.zone");
+    std::fs::write(&zone, zone_text()).unwrap();
+    build("apps/dns", "unix");
+    let nsd = start_nsd(&ns, dir.path()).expect("nsd starts");
+    let mut command = ns.command(env!("CARGO_BIN_EXE_fata"));
+    command
+        .args([
+            "run",
+            "--release",
+            "--target",
+            "unix",
+            "apps/dns",
+            "--",
+            "--zone",
+        ])
+        .arg(&zone)
+        .args(["--port", &FATA_PORT.to_string()])
+        .current_dir(common::workspace())
+        .env("CARGO_TARGET_DIR", common::apps_target_dir());
+    let mut fata = Running::start(command, "dns: serving");
+    let nsd_addr = SocketAddr::from(([127, 0, 0, 1], NSD_PORT));
+    let fata_addr = SocketAddr::from(([127, 0, 0, 1], FATA_PORT));
+    let questions = questions();
+    assert!(questions.len() >= 500, "{} questions", questions.len());
+    let mismatches = ns.run(|| {
+        assert!(wait_for(nsd_addr), "nsd did not answer: {}", text(&std::fs::read(dir.path().join("nsd.log")).unwrap_or_default()));
+        let mut mismatches = Vec::new();
+        for (i, (name, qtype, edns, tcp)) in questions.iter().enumerate() {
+            let message = query(i as u16, name, *qtype, *edns);
+            let theirs = ask(nsd_addr, &message, *tcp).map(|r| summarize(&r));
+            let ours = ask(fata_addr, &message, *tcp).map(|r| summarize(&r));
+            let same = match (&theirs, &ours) {
+                // A truncated answer's sections depend on how much each server fits.
+                (Some(t), Some(o)) if t.flags & 0x0200 != 0 => t.rcode == o.rcode && t.flags == o.flags,
+                (t, o) => t == o,
+            };
+            if !same {
+                mismatches.push(format!("{name} type {qtype} edns {edns:?} tcp {tcp}:\n  nsd:  {theirs:?}\n  fata: {ours:?}"));
+            }
+        }
+        malformed_packets_get_formerr_or_silence(fata_addr);
+        mismatches
+    });
+    drop(nsd);
+    assert!(fata.is_running());
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} answers differ:\n{}",
+        mismatches.len(),
+        questions.len(),
+        mismatches.join("\n")
+    );
+}
