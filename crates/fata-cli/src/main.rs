@@ -9,10 +9,12 @@
 //! ```
 //!
 //! Exit status: the app's own status for `run`; 2 for a command line `fata` does not understand;
-//! 3 when the app cannot be built (no crate, compiler error); 4 when it cannot be started; the
-//! monitor's documented codes (`fata_monitor::Error::exit_code`) when an hvt guest cannot boot or
+//! 3 when the app cannot be built (no crate, compiler error); 4 when it cannot be started; 5 when
+//! a host file the app declares (see `host_files`) cannot be read or converted; the monitor's
+//! documented codes (`fata_monitor::Error::exit_code`) when an hvt guest cannot boot or
 //! misbehaves.
 
+mod host_files;
 mod new;
 
 use std::path::{Path, PathBuf};
@@ -173,8 +175,11 @@ fn build_app(path: &Path, options: &BuildOptions) -> Result<PathBuf, Failure> {
     fata_build::build(&request).map_err(|e| Failure::new(EXIT_BUILD, e))
 }
 
-fn run_app(run: RunArgs) -> Result<ExitCode, Failure> {
+fn run_app(mut run: RunArgs) -> Result<ExitCode, Failure> {
     let is_image = run.path.is_file();
+    if !is_image && let Some(dir) = host_files::prepare(&run.path, &mut run.app_args)? {
+        run.kv.push(format!("files={}", dir.display()));
+    }
     let target = run
         .build
         .target

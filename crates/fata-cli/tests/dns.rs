@@ -112,7 +112,7 @@ fn questions() -> Vec<(String, u16, Option<u16>, bool)> {
             if i % 3 == 1 {
                 full = full.to_uppercase();
             }
-            out.push((full, qtype, edns[i % 4], i % 9 == 0));
+            out.push((full, qtype, edns[i % 4], i.is_multiple_of(9)));
             i += 1;
         }
     }
