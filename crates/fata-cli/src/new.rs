@@ -59,6 +59,12 @@ name = "{name}"
 version = "0.1.0"
 edition = "2024"
 
+# The app's `main` is the program's entry on every target: no test harness for it.
+[[bin]]
+name = "{name}"
+path = "src/main.rs"
+test = false
+
 [dependencies]
 fata = {{ path = "{fata}" }}
 

@@ -145,7 +145,8 @@ impl Name {
     /// The trailing `len` bytes if they start on a label boundary.
     fn suffix_at_len(&self, len: usize) -> &[u8] {
         let start = self.0.len() - len;
-        if start == 0 || self.label_offsets().any(|at| at == start) {
+        // Label boundaries: the start, each label's length byte, and the root's empty label.
+        if start == 0 || start == self.0.len() - 1 || self.label_offsets().any(|at| at == start) {
             &self.0[start..]
         } else {
             &[]
