@@ -69,7 +69,7 @@ tcp() { # ADDR: iperf3 upload for $secs, receiver Gbit/s
     'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
 }
 udp() { # ADDR:PORT: requests/s
-  in_ns $ns taskset -c 1 "$load" "$1" --seconds "$secs" | sed -E 's/.*: ([0-9]+) requests.*/\1/'
+  in_ns $ns taskset -c 1 "$load" udp-rr "$1" --seconds "$secs" | sed -E 's/.*: ([0-9]+) requests.*/\1/'
 }
 
 declare -A result

@@ -16,8 +16,10 @@ use core::time::Duration;
 
 use fata::{Env, Error, Result, println};
 use fata_dns::{Server, Transport, ZoneSet};
-use fata_net::{Stack, TcpListener, TcpStream, UdpSocket};
+use fata_net::{Datagrams, Stack, TcpListener, TcpStream, UdpSocket};
 
+/// Datagrams taken per batch.
+const BATCH: usize = 64;
 /// A TCP client idle this long is disconnected (RFC 7766 suggests tens of seconds).
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
@@ -56,20 +58,27 @@ async fn main(mut env: Env) -> Result<()> {
     }
 }
 
+/// Answers datagrams in batches: every query waiting is taken at once and the answers leave
+/// together (one `recvmmsg` and one `sendmmsg` per batch on unix host sockets).
 async fn serve_udp(socket: UdpSocket, server: Rc<RefCell<Server>>) {
-    let mut query = [0u8; 4096];
+    let mut queries = Datagrams::new();
+    let mut answers = Datagrams::new();
     let mut response = Vec::with_capacity(4096);
     loop {
-        let Ok((len, from)) = socket.recv_from(&mut query).await else {
+        if socket.recv_batch(&mut queries, BATCH).await.is_err() {
             continue;
-        };
-        if server
-            .borrow_mut()
-            .answer(&query[..len], Transport::Udp, &mut response)
-        {
-            // A full send buffer drops the answer, as a congested network would.
-            let _ = socket.send_to(&response, from).await;
         }
+        answers.clear();
+        {
+            let mut server = server.borrow_mut();
+            for (query, from) in queries.iter() {
+                if server.answer(query, Transport::Udp, &mut response) {
+                    answers.push(&response, from);
+                }
+            }
+        }
+        // A full send buffer drops answers, as a congested network would.
+        let _ = socket.send_batch(&answers).await;
     }
 }
 

@@ -13,6 +13,7 @@ use core::task::{Context, Poll, Waker};
 use fata::{DeviceError, HostSockets, SocketId};
 
 use crate::NetError;
+use crate::datagrams::Datagrams;
 
 /// Connections a host listener queues in the kernel.
 const LISTEN_BACKLOG: u32 = 1024;
@@ -243,6 +244,33 @@ impl HostUdp {
         self.stack
             .call(self.socket, |s| s.udp_send_to(self.socket, data, to))
             .await
+    }
+
+    pub(crate) async fn recv_batch(
+        &self,
+        batch: &mut Datagrams,
+        max: usize,
+    ) -> Result<usize, NetError> {
+        batch.clear();
+        let socket = self.socket;
+        self.stack
+            .call(socket, |s| {
+                s.udp_recv_many(socket, max, &mut |data, from| batch.push(data, from))
+            })
+            .await
+    }
+
+    pub(crate) async fn send_batch(&self, batch: &Datagrams) -> Result<(), NetError> {
+        let list: Vec<(&[u8], SocketAddr)> = batch.iter().collect();
+        let socket = self.socket;
+        let mut done = 0;
+        while done < list.len() {
+            done += self
+                .stack
+                .call(socket, |s| s.udp_send_many(socket, &list[done..]))
+                .await?;
+        }
+        Ok(())
     }
 }
 

@@ -33,6 +33,7 @@
 extern crate alloc;
 
 mod config;
+mod datagrams;
 mod host;
 mod smol;
 mod sockets;
@@ -41,6 +42,7 @@ use core::fmt;
 
 pub use config::{Config, Ipv4Config, Tuning};
 pub use core::net::{Ipv4Addr, SocketAddr};
+pub use datagrams::Datagrams;
 pub use smol::link::LinkStats;
 pub use smoltcp::wire::Ipv4Cidr;
 pub use sockets::{Stack, TcpListener, TcpStream, UdpSocket};

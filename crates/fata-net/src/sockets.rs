@@ -8,6 +8,7 @@ use smoltcp::wire::{IpEndpoint, Ipv4Cidr};
 
 use crate::NetError;
 use crate::config::Config;
+use crate::datagrams::Datagrams;
 use crate::host::{HostListener, HostStack, HostStream, HostUdp};
 use crate::smol::SmolStack;
 use crate::smol::link::LinkStats;
@@ -231,6 +232,23 @@ impl UdpSocket {
         match &self.0 {
             UdpBackend::Smol(s) => s.recv_from(buf).await.map(|(n, from)| (n, from.into())),
             UdpBackend::Host(s) => s.recv_from(buf).await,
+        }
+    }
+
+    /// Waits for a datagram, then takes every waiting one, up to `max`, into `batch` (emptied
+    /// first); returns how many. On unix host sockets this is one `recvmmsg` call.
+    pub async fn recv_batch(&self, batch: &mut Datagrams, max: usize) -> Result<usize, NetError> {
+        match &self.0 {
+            UdpBackend::Smol(s) => s.recv_batch(batch, max).await,
+            UdpBackend::Host(s) => s.recv_batch(batch, max).await,
+        }
+    }
+
+    /// Sends every datagram of `batch` to its peer; on unix host sockets, `sendmmsg` calls.
+    pub async fn send_batch(&self, batch: &Datagrams) -> Result<(), NetError> {
+        match &self.0 {
+            UdpBackend::Smol(s) => s.send_batch(batch).await,
+            UdpBackend::Host(s) => s.send_batch(batch).await,
         }
     }
 

@@ -225,6 +225,42 @@ pub trait HostSockets {
         buf: &[u8],
         to: SocketAddr,
     ) -> Result<(), DeviceError>;
+    /// Receives up to `max` waiting datagrams in one go, calling `on_datagram` with each and its
+    /// sender; `WouldBlock` when none is waiting. The default receives one at a time.
+    fn udp_recv_many(
+        &mut self,
+        socket: SocketId,
+        max: usize,
+        on_datagram: &mut dyn FnMut(&[u8], SocketAddr),
+    ) -> Result<usize, DeviceError> {
+        let mut buf = [0u8; 4096];
+        let mut count = 0;
+        while count < max {
+            match self.udp_recv_from(socket, &mut buf) {
+                Ok((len, from)) => on_datagram(&buf[..len], from),
+                Err(DeviceError::WouldBlock) if count > 0 => break,
+                Err(e) => return Err(e),
+            }
+            count += 1;
+        }
+        Ok(count)
+    }
+    /// Sends several datagrams in one go; returns how many were sent (the rest would block).
+    /// The default sends one at a time.
+    fn udp_send_many(
+        &mut self,
+        socket: SocketId,
+        datagrams: &[(&[u8], SocketAddr)],
+    ) -> Result<usize, DeviceError> {
+        for (sent, (data, to)) in datagrams.iter().enumerate() {
+            match self.udp_send_to(socket, data, *to) {
+                Ok(()) => {}
+                Err(DeviceError::WouldBlock) if sent > 0 => return Ok(sent),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(datagrams.len())
+    }
     /// The socket's own address.
     fn local_addr(&self, socket: SocketId) -> Result<SocketAddr, DeviceError>;
     /// The connected peer's address.

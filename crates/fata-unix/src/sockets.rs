@@ -11,6 +11,11 @@ use socket2::{Domain, Socket, Type};
 
 /// Events fetched per `epoll_wait` call.
 const EVENT_BATCH: usize = 256;
+/// Datagrams moved per `recvmmsg`/`sendmmsg` call.
+const DATAGRAM_BATCH: usize = 64;
+/// The largest datagram `udp_recv_many` takes whole (longer ones are truncated, as DNS over UDP
+/// with EDNS stays within 4096 bytes).
+const DATAGRAM_MAX: usize = 4096;
 
 enum Entry {
     Listener(TcpListener),
@@ -34,6 +39,8 @@ pub struct Sockets {
     ready: ReadySet,
     entries: HashMap<SocketId, Entry>,
     next_id: SocketId,
+    /// Receive buffers for `recvmmsg`, one `DATAGRAM_MAX` slot per datagram.
+    batch: Box<[u8]>,
 }
 
 fn error(e: io::Error) -> DeviceError {
@@ -66,6 +73,7 @@ impl Sockets {
             ready,
             entries: HashMap::new(),
             next_id: 1,
+            batch: vec![0; DATAGRAM_BATCH * DATAGRAM_MAX].into_boxed_slice(),
         })
     }
 
@@ -114,6 +122,28 @@ impl Sockets {
             Entry::Datagram(s) => Ok(s),
             _ => Err(DeviceError::InvalidArgument),
         }
+    }
+}
+
+/// The address in a `sockaddr_storage` the kernel filled in (IPv4 or IPv6).
+fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in, which it is large enough for.
+            let v4 =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
+            Some(SocketAddr::from((ip, u16::from_be(v4.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let v6 = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            let ip = std::net::Ipv6Addr::from(v6.sin6_addr.s6_addr);
+            Some(SocketAddr::from((ip, u16::from_be(v6.sin6_port))))
+        }
+        _ => None,
     }
 }
 
@@ -242,6 +272,110 @@ impl HostSockets for Sockets {
             .send_to(buf, to)
             .map(drop)
             .map_err(error)
+    }
+
+    fn udp_recv_many(
+        &mut self,
+        socket: SocketId,
+        max: usize,
+        on_datagram: &mut dyn FnMut(&[u8], SocketAddr),
+    ) -> Result<usize, DeviceError> {
+        let fd = self.datagram(socket)?.as_raw_fd();
+        let count = max.clamp(1, DATAGRAM_BATCH);
+        // SAFETY: all-zero bytes are a valid value of these plain C structs.
+        let mut addrs: [libc::sockaddr_storage; DATAGRAM_BATCH] = unsafe { std::mem::zeroed() };
+        let mut iovecs: Vec<libc::iovec> = self
+            .batch
+            .chunks_exact_mut(DATAGRAM_MAX)
+            .take(count)
+            .map(|slot| libc::iovec {
+                iov_base: slot.as_mut_ptr().cast(),
+                iov_len: slot.len(),
+            })
+            .collect();
+        let mut headers: Vec<libc::mmsghdr> = iovecs
+            .iter_mut()
+            .zip(addrs.iter_mut())
+            .map(|(iov, addr)| {
+                // SAFETY: as above, a zeroed msghdr is valid; the fields that matter are set next.
+                let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                header.msg_hdr.msg_name = (addr as *mut libc::sockaddr_storage).cast();
+                header.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+                header.msg_hdr.msg_iov = iov;
+                header.msg_hdr.msg_iovlen = 1;
+                header
+            })
+            .collect();
+        // SAFETY: `headers` has `count` entries, each pointing at one iovec over its own
+        // DATAGRAM_MAX-byte slot of `self.batch` and at its own sockaddr_storage; all outlive the
+        // call, and MSG_DONTWAIT keeps it from blocking.
+        let received = unsafe {
+            libc::recvmmsg(
+                fd,
+                headers.as_mut_ptr(),
+                count as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if received < 0 {
+            return Err(error(io::Error::last_os_error()));
+        }
+        let received = received as usize;
+        for (i, header) in headers.iter().take(received).enumerate() {
+            let len = (header.msg_len as usize).min(DATAGRAM_MAX);
+            if let Some(from) = socket_addr(&addrs[i]) {
+                on_datagram(&self.batch[i * DATAGRAM_MAX..][..len], from);
+            }
+        }
+        Ok(received)
+    }
+
+    fn udp_send_many(
+        &mut self,
+        socket: SocketId,
+        datagrams: &[(&[u8], SocketAddr)],
+    ) -> Result<usize, DeviceError> {
+        let fd = self.datagram(socket)?.as_raw_fd();
+        let chunk = &datagrams[..datagrams.len().min(DATAGRAM_BATCH)];
+        if chunk.is_empty() {
+            return Ok(0);
+        }
+        let addrs: Vec<socket2::SockAddr> = chunk.iter().map(|(_, to)| (*to).into()).collect();
+        let mut iovecs: Vec<libc::iovec> = chunk
+            .iter()
+            .map(|(data, _)| libc::iovec {
+                iov_base: data.as_ptr() as *mut _,
+                iov_len: data.len(),
+            })
+            .collect();
+        let mut headers: Vec<libc::mmsghdr> = iovecs
+            .iter_mut()
+            .zip(&addrs)
+            .map(|(iov, addr)| {
+                // SAFETY: a zeroed mmsghdr is a valid value; the fields that matter are set next.
+                let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                header.msg_hdr.msg_name = addr.as_ptr() as *mut _;
+                header.msg_hdr.msg_namelen = addr.len();
+                header.msg_hdr.msg_iov = iov;
+                header.msg_hdr.msg_iovlen = 1;
+                header
+            })
+            .collect();
+        // SAFETY: each header points at one iovec over caller-owned data (which sendmmsg only
+        // reads) and at a SockAddr in `addrs`; all outlive the call.
+        let sent = unsafe {
+            libc::sendmmsg(
+                fd,
+                headers.as_mut_ptr(),
+                headers.len() as u32,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if sent < 0 {
+            return Err(error(io::Error::last_os_error()));
+        }
+        Ok(sent as usize)
     }
 
     fn local_addr(&self, socket: SocketId) -> Result<SocketAddr, DeviceError> {

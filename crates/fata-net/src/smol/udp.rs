@@ -10,6 +10,8 @@ use smoltcp::wire::IpEndpoint;
 
 use super::SmolStack;
 use crate::NetError;
+use crate::datagrams::Datagrams;
+use core::net::SocketAddr;
 
 /// A UDP socket bound to a local port.
 pub struct SmolUdp {
@@ -76,6 +78,63 @@ impl SmolUdp {
                     Poll::Pending
                 }
                 Err(udp::SendError::Unaddressable) => Poll::Ready(Err(NetError::Unaddressable)),
+            })
+        })
+        .await?;
+        self.stack.poke();
+        Ok(())
+    }
+}
+
+impl SmolUdp {
+    /// Waits for at least one datagram, then takes every waiting one up to `max`.
+    pub(crate) async fn recv_batch(
+        &self,
+        batch: &mut Datagrams,
+        max: usize,
+    ) -> Result<usize, NetError> {
+        batch.clear();
+        poll_fn(|cx| {
+            self.with(|socket| {
+                while batch.len() < max {
+                    match socket.recv() {
+                        Ok((data, meta)) => batch.push(data, meta.endpoint.into()),
+                        Err(_) => break,
+                    }
+                }
+                if batch.is_empty() {
+                    socket.register_recv_waker(cx.waker());
+                    Poll::Pending
+                } else {
+                    Poll::Ready(Ok(batch.len()))
+                }
+            })
+        })
+        .await
+    }
+
+    /// Queues every datagram of `batch`, waiting while the send buffer is full.
+    pub(crate) async fn send_batch(&self, batch: &Datagrams) -> Result<(), NetError> {
+        let mut items = batch.iter();
+        let mut pending = items.next();
+        poll_fn(|cx| {
+            self.with(|socket| {
+                while let Some((data, to)) = pending {
+                    let SocketAddr::V4(to) = to else {
+                        return Poll::Ready(Err(NetError::Unaddressable));
+                    };
+                    match socket.send_slice(data, IpEndpoint::from(to)) {
+                        Ok(()) => pending = items.next(),
+                        Err(udp::SendError::BufferFull) => {
+                            socket.register_send_waker(cx.waker());
+                            return Poll::Pending;
+                        }
+                        Err(udp::SendError::Unaddressable) => {
+                            return Poll::Ready(Err(NetError::Unaddressable));
+                        }
+                    }
+                }
+                Poll::Ready(Ok(()))
             })
         })
         .await?;

@@ -1,0 +1,302 @@
+#!/usr/bin/env python3
+"""bench/dns: Fata's authoritative DNS server against NSD, Knot and BIND9.
+
+For zones of 100, 1,000 and 10,000 names and a query mix with about 10% NXDOMAIN, it measures
+  - maximum queries per second, with dnsperf and with fata-netload (a faster generator: dnsperf
+    saturates its own core near 165k qps here), and
+  - queries per server CPU-second at a fixed offered rate every server holds (the server's whole
+    process tree is counted: NSD's workers, the monitor's vCPU and I/O threads for hvt).
+Servers run on CPU 0 and the load generator on CPU 1; servers run one after another, in the same
+order for every zone. Peers listen on 127.0.0.1. For a like-for-like path with the unikernel
+(reached over a tap device), NSD and Fata unix also run in a network namespace reached over a
+veth pair, and Fata hvt on a tap device in the same namespace.
+
+Usage: python3 bench/dns.py [--seconds S] [--rate QPS] [--sizes 100,1000,10000] [--quick]
+Prints a table and each ratio to NSD.
+"""
+import argparse
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NS, PEER = "fata-dnsbench", "fata-dnsbench-peer"
+TAP_HOST, TAP_GUEST = "10.97.0.1", "10.97.0.2"
+VETH_HOST, VETH_PEER = "10.97.1.1", "10.97.1.2"
+PORT = 5353
+
+
+def run(*args, **kw):
+    return subprocess.run(args, check=True, capture_output=True, text=True, **kw).stdout
+
+
+def write_zone(path, size, seed=1):
+    rnd = random.Random(seed)
+    lines = ["$ORIGIN bench.fata.", "$TTL 3600",
+             "@ IN SOA ns1 hostmaster 2026112401 7200 3600 1209600 300",
+             "@ IN NS ns1", "@ IN NS ns2", "ns1 IN A 192.0.2.53", "ns2 IN A 192.0.2.54",
+             "@ IN MX 10 mail", "mail IN A 192.0.2.25", "@ IN A 192.0.2.1"]
+    for i in range(size):
+        lines.append(f"h{i} IN A 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}")
+        if i % 4 == 0:
+            lines.append(f"h{i} IN AAAA 2001:db8::{i:x}")
+        if i % 10 == 0:
+            lines.append(f"h{i} IN MX 10 mail")
+        if i % 25 == 0:
+            lines.append(f"w{i} IN CNAME h{rnd.randrange(size)}")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def write_queries(path, size, count=50000, seed=2):
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(count):
+        if rnd.random() < 0.10:
+            out.append(f"nx{rnd.randrange(10 ** 7)}.bench.fata A")
+        else:
+            i = rnd.randrange(size)
+            out.append(f"h{i}.bench.fata {rnd.choice(['A', 'A', 'A', 'AAAA', 'MX'])}")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def tree_cpu_seconds(pid):
+    """CPU time (user + system) of `pid` and all its descendants, in seconds."""
+    parents, times = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{entry}/stat").read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = int(fields[11]) + int(fields[12])
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += times.get(p, 0)
+        todo.extend(c for c, parent in parents.items() if parent == p)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class Server:
+    """A DNS server started on CPU 0, stopped with SIGTERM."""
+
+    def __init__(self, name, argv, address, netns=None):
+        self.name, self.address = name, address
+        prefix = ["ip", "netns", "exec", netns] if netns else []
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="fata-bench-", delete=False)
+        self.proc = subprocess.Popen(prefix + ["taskset", "-c", "0"] + argv, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+        self.netns = netns
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.answers():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        self.stop()
+        sys.exit(f"{name} did not start:\n{open(self.log.name).read()[-2000:]}")
+
+    def answers(self):
+        cmd = (["ip", "netns", "exec", self.netns] if self.netns else []) + [
+            "dig", "+short", "+time=1", "+tries=1", "-p", str(PORT), f"@{self.address}",
+            "ns1.bench.fata", "A"]
+        return subprocess.run(cmd, capture_output=True, text=True).stdout.strip() == "192.0.2.53"
+
+    def stop(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        return open(self.log.name).read()
+
+
+def load(netns, tool, address, queries, seconds, rate=0):
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    if tool == "dnsperf":
+        argv = ["dnsperf", "-s", address, "-p", str(PORT), "-d", queries, "-l", str(seconds),
+                "-c", "16", "-T", "1", "-q", "500"]
+        if rate:
+            argv += ["-Q", str(rate)]
+        out = subprocess.run(prefix + ["taskset", "-c", "1"] + argv, capture_output=True, text=True).stdout
+        m = re.search(r"Queries per second:\s+([\d.]+)", out)
+        return float(m.group(1)) if m else 0.0
+    argv = [os.path.join(ROOT, "target/release/fata-netload"), "dns", f"{address}:{PORT}",
+            "--queries", queries, "--seconds", str(seconds), "--rate", str(rate)]
+    out = subprocess.run(prefix + ["taskset", "-c", "1"] + argv, capture_output=True, text=True).stdout
+    m = re.search(r"([\d.]+) queries/s", out)
+    return float(m.group(1)) if m else 0.0
+
+
+def setup_netns():
+    teardown_netns()
+    for cmd in [
+        ["ip", "netns", "add", NS], ["ip", "netns", "add", PEER],
+        ["ip", "-n", NS, "link", "set", "lo", "up"], ["ip", "-n", PEER, "link", "set", "lo", "up"],
+        ["ip", "-n", NS, "tuntap", "add", "dev", "tap0", "mode", "tap"],
+        ["ip", "-n", NS, "addr", "add", f"{TAP_HOST}/24", "dev", "tap0"],
+        ["ip", "-n", NS, "link", "set", "tap0", "up"],
+        ["ip", "-n", NS, "link", "add", "vb0", "type", "veth", "peer", "name", "vb1", "netns", PEER],
+        ["ip", "-n", NS, "addr", "add", f"{VETH_HOST}/24", "dev", "vb0"],
+        ["ip", "-n", PEER, "addr", "add", f"{VETH_PEER}/24", "dev", "vb1"],
+        ["ip", "-n", NS, "link", "set", "vb0", "up"], ["ip", "-n", PEER, "link", "set", "vb1", "up"],
+    ]:
+        run(*cmd)
+
+
+def teardown_netns():
+    for ns in (NS, PEER):
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def configs(work, zone):
+    nsd = os.path.join(work, "nsd.conf")
+    with open(nsd, "w") as f:
+        f.write(f"""server:
+  ip-address: 0.0.0.0@{PORT}
+  server-count: 1
+  username: ""
+  zonesdir: "{work}"
+  pidfile: "{work}/nsd.pid"
+  database: ""
+  zonelistfile: "{work}/zone.list"
+  xfrdfile: "{work}/xfrd.state"
+  logfile: "{work}/nsd.log"
+  hide-version: yes
+  rrl-ratelimit: 0
+remote-control:
+  control-enable: no
+zone:
+  name: bench.fata
+  zonefile: {zone}
+""")
+    knot = os.path.join(work, "knot.conf")
+    with open(knot, "w") as f:
+        f.write(f"""server:
+    listen: 127.0.0.1@{PORT}
+    rundir: {work}
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: {work}/knotdb
+log:
+  - target: stderr
+    any: error
+zone:
+  - domain: bench.fata
+    file: {zone}
+    journal-content: none
+    zonefile-sync: -1
+    zonefile-load: whole
+""")
+    named = os.path.join(work, "named.conf")
+    with open(named, "w") as f:
+        f.write(f"""options {{
+    directory "{work}";
+    listen-on port {PORT} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    pid-file none;
+    dnssec-validation no;
+    minimal-responses no;
+}};
+zone "bench.fata" {{ type primary; file "{zone}"; }};
+""")
+    return nsd, knot, named
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--rate", type=int, default=40000)
+    ap.add_argument("--sizes", default="100,1000,10000")
+    ap.add_argument("--no-hvt", action="store_true")
+    args = ap.parse_args()
+    for tool in ("nsd", "knotd", "named", "dnsperf", "dig"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is missing: apt-get install nsd knot bind9 dnsperf dnsutils")
+    if not os.environ.get("FATA_BENCH_NO_BUILD"):
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "fata-cli", "-p", "fata-netload"],
+                       cwd=ROOT, check=True)
+    fata = os.path.join(ROOT, "target/release/fata")
+    hvt = not args.no_hvt and os.access("/dev/kvm", os.W_OK)
+    work = tempfile.mkdtemp(prefix="fata-dnsbench-")
+    setup_netns()
+    results = {}
+    try:
+        for size in [int(s) for s in args.sizes.split(",")]:
+            zone = os.path.join(work, f"bench{size}.zone")
+            queries = os.path.join(work, f"bench{size}.queries")
+            write_zone(zone, size)
+            write_queries(queries, size)
+            nsd, knot, named = configs(work, zone)
+            os.makedirs(os.path.join(work, "knotdb"), exist_ok=True)
+            dns = lambda *extra: [fata, "run", "--release", "--target", "unix", "apps/dns", "--",
+                                  "--zone", zone, "--port", str(PORT), *extra]
+            servers = [
+                ("NSD", ["nsd", "-d", "-c", nsd], "127.0.0.1", None),
+                ("Knot", ["knotd", "-c", knot], "127.0.0.1", None),
+                ("BIND9", ["named", "-g", "-n", "1", "-c", named], "127.0.0.1", None),
+                ("Fata unix", dns(), "127.0.0.1", None),
+                ("Fata unix, no memo", dns("--no-memo"), "127.0.0.1", None),
+                ("NSD (veth netns)", ["nsd", "-d", "-c", nsd], VETH_PEER, PEER),
+                ("Fata unix (veth netns)", dns("--bind", VETH_PEER), VETH_PEER, PEER),
+            ]
+            if hvt:
+                hvt_cmd = [fata, "run", "--release", "--target", "hvt", "apps/dns", "--net", "tap0",
+                           "--", "--zone", zone, "--port", str(PORT), "--ipv4", f"{TAP_GUEST}/24"]
+                servers.append(("Fata hvt (tap netns)", hvt_cmd, TAP_GUEST, NS))
+                servers.append(("Fata hvt, no memo", hvt_cmd + ["--no-memo"], TAP_GUEST, NS))
+            for name, argv, address, netns in servers:
+                server = Server(name, argv, address, netns)
+                client_ns = NS if netns else None
+                row = {}
+                row["dnsperf"] = load(client_ns, "dnsperf", address, queries, args.seconds)
+                row["netload"] = load(client_ns, "netload", address, queries, args.seconds)
+                before = tree_cpu_seconds(server.proc.pid)
+                started = time.time()
+                answered = load(client_ns, "netload", address, queries, args.seconds, args.rate)
+                cpu = tree_cpu_seconds(server.proc.pid) - before
+                wall = time.time() - started
+                row["fixed"] = answered
+                row["per_cpu"] = answered * wall / cpu if cpu > 0 else float("inf")
+                row["cpu_share"] = cpu / wall
+                server.stop()
+                results[(size, name)] = row
+                print(f"  {size:>6} names  {name:<24} dnsperf {row['dnsperf']:>9.0f}  "
+                      f"fata-netload {row['netload']:>9.0f}  at {args.rate}/s: "
+                      f"{row['per_cpu']:>9.0f} q/CPU-s ({row['cpu_share'] * 100:.0f}% CPU)", flush=True)
+    finally:
+        teardown_netns()
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"\nbench/dns: {args.seconds}s per run; servers on CPU 0, load on CPU 1; "
+          f"fixed offered rate {args.rate} q/s")
+    print(f"{'zone':>6} {'server':<24} {'max q/s':>10} {'(dnsperf)':>10} {'vs NSD':>7} "
+          f"{'q/CPU-s':>10} {'vs NSD':>7}")
+    for (size, name), row in results.items():
+        nsd = results[(size, "NSD (veth netns)" if "netns" in name else "NSD")]
+        best, nsd_best = max(row["netload"], row["dnsperf"]), max(nsd["netload"], nsd["dnsperf"])
+        print(f"{size:>6} {name:<24} {best:>10.0f} {row['dnsperf']:>10.0f} {best / nsd_best:>6.2f}x "
+              f"{row['per_cpu']:>10.0f} {row['per_cpu'] / nsd['per_cpu']:>6.2f}x")
+
+
+if __name__ == "__main__":
+    main()
