@@ -204,6 +204,13 @@ fn run_unix(executable: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
             "--mem and --stats apply to the hvt target only",
         ));
     }
+    if !run.mac.is_empty() {
+        return Err(Failure::new(
+            2,
+            "--mac applies to the hvt target only: on unix the app's network stack picks a random \
+             MAC address for its tap device; leave --mac out (or run with --target hvt)",
+        ));
+    }
     let mut command = std::process::Command::new(executable);
     command.args(&run.app_args);
     for (variable, specs) in [
@@ -224,10 +231,10 @@ fn run_unix(executable: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
 
 /// Boots the image under Fata's KVM monitor, in this process.
 fn run_hvt(image: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
-    if !run.block.is_empty() || !run.kv.is_empty() {
+    if !run.block.is_empty() {
         return Err(Failure::new(
             2,
-            "devices --block and --kv are not yet available on hvt",
+            "device --block is not yet available on hvt (--target unix has it)",
         ));
     }
     let named = |spec: &str, default: &str| match spec.split_once('=') {
@@ -259,11 +266,23 @@ fn run_hvt(image: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
         })?;
         net.mac = Some(mac);
     }
+    let kvs = run
+        .kv
+        .iter()
+        .map(|spec| {
+            let (name, dir) = named(spec, "data");
+            fata_monitor::KvConfig {
+                name,
+                dir: PathBuf::from(dir),
+            }
+        })
+        .collect();
     let config = fata_monitor::Config {
         mem_bytes: run.mem.unwrap_or(fata_monitor::DEFAULT_MEM_BYTES),
         args: run.app_args.clone(),
         stats: run.stats,
         nets,
+        kvs,
     };
     match fata_monitor::run(image, &config) {
         Ok(exit) => Ok(ExitCode::from(exit.status as u8)),

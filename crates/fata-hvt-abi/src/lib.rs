@@ -17,6 +17,9 @@
 //!   RAM ([`NetRingHeader`], slots of [`NET_SLOT_SIZE`] bytes) that the guest and a monitor I/O
 //!   thread fill and drain without exits, and a doorbell address ([`doorbell_address`]) the guest
 //!   stores to when the monitor's I/O thread sleeps ([`NetRingHeader::waiting`]).
+//! - **Key-value stores.** Each [`DeviceKind::Kv`] entry describes a read-only region of guest RAM
+//!   holding a sorted index ([`KvHeader`], [`KvEntry`]) and the values; the guest reads it in place
+//!   through [`KvRegion`], with no hypercall.
 //!
 //! Every struct is `#[repr(C)]` with explicit padding, little-endian; [`Codec`] gives the monitor a
 //! safe byte-level view built from the same field offsets, and the tests pin every size and offset.
@@ -35,7 +38,10 @@ use core::mem::{offset_of, size_of};
 /// `reserved` field that the other side ignores when zero) may keep it. Three things never change, so
 /// that a mismatch can always be reported: [`BootInfo::abi_version`] at offset 0, the number of
 /// [`Hypercall::Exit`] and the layout of [`ExitArgs`].
-pub const ABI_VERSION: u32 = 2;
+///
+/// History: 1 had no devices; 2 added network devices; 3 added read-only key-value stores
+/// ([`DeviceKind::Kv`]).
+pub const ABI_VERSION: u32 = 3;
 
 /// Guest-physical (= virtual) address where the image's first segment may start: 1 MiB.
 /// Everything below belongs to the monitor (page tables, GDT, boot info, command line).
@@ -235,8 +241,11 @@ pub enum DeviceKind {
     None = 0,
     /// A network interface: receive and transmit rings in guest RAM and a doorbell.
     Net = 1,
-    /// A block device (arrives with the next ABI version).
+    /// A block device (arrives with a later ABI version).
     Block = 2,
+    /// A read-only key-value store: an index and the values in read-only guest RAM
+    /// ([`KvRegion`]).
+    Kv = 3,
 }
 
 impl DeviceKind {
@@ -246,6 +255,7 @@ impl DeviceKind {
             0 => DeviceKind::None,
             1 => DeviceKind::Net,
             2 => DeviceKind::Block,
+            3 => DeviceKind::Kv,
             _ => return None,
         })
     }
@@ -257,6 +267,11 @@ impl DeviceKind {
 /// the monitor reserved (outside the heap: see [`BootInfo::heap_end`]) and laid out as
 /// [`NET_RX_HEADER`], [`NET_TX_HEADER`] and the slots at [`NET_SLOTS`]: `rx_slots` receive slots,
 /// then `tx_slots` transmit slots.
+///
+/// For a [`DeviceKind::Kv`] store, `ring_addr` is the page-aligned start of a region of guest RAM
+/// the guest may read but not write, `ring_len` the bytes of it that hold the store (the mapping
+/// covers them rounded up to a page), laid out as [`KvRegion`] describes; `handle` is the entry's
+/// index and every other field is zero. A key-value store has no doorbell and never becomes ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
 pub struct DeviceInfo {
@@ -266,9 +281,10 @@ pub struct DeviceInfo {
     pub kind: u32,
     /// The device's handle: its bit in [`YieldArgs::interest`] and `ready`, and its doorbell slot.
     pub handle: u32,
-    /// Guest-physical address of the device's ring memory (page-aligned).
+    /// Guest-physical address of the device's ring memory or key-value region (page-aligned).
     pub ring_addr: u64,
-    /// Size in bytes of the ring memory: [`net_ring_len`]`(rx_slots, tx_slots)` for a network device.
+    /// Size in bytes of the ring memory: [`net_ring_len`]`(rx_slots, tx_slots)` for a network
+    /// device; the bytes of the region for a key-value store.
     pub ring_len: u64,
     /// The interface's MAC address (network devices).
     pub mac: [u8; 6],
@@ -338,8 +354,8 @@ pub struct BootInfo {
     pub seed: [u8; 32],
     /// The configured devices; entries at `device_count` and after are [`DeviceInfo::EMPTY`].
     pub devices: [DeviceInfo; MAX_DEVICES],
-    /// The end of the heap (page-aligned, at most `stack_bottom`): device rings lie between it and
-    /// the stack.
+    /// The end of the heap (page-aligned, at most `stack_bottom`): device rings and key-value
+    /// regions lie between it and the stack.
     pub heap_end: u64,
     /// Reserved for additions; zero.
     pub reserved: [u64; 7],
@@ -385,6 +401,197 @@ pub struct NetSlotHeader {
     pub len: u32,
     /// Reserved; zero.
     pub flags: u32,
+}
+
+/// Offset of the first [`KvEntry`] in a key-value region, right after the [`KvHeader`].
+pub const KV_ENTRIES: u64 = size_of::<KvHeader>() as u64;
+
+/// The most entries a key-value region may index.
+pub const KV_ENTRIES_MAX: u32 = 1 << 16;
+
+/// The longest key, in bytes (the host's `PATH_MAX`).
+pub const KV_KEY_MAX: u64 = 4096;
+
+/// Values start at offsets that are multiples of this in a region the monitor writes (the guest
+/// does not rely on it).
+pub const KV_VALUE_ALIGN: u64 = 8;
+
+/// Bytes of a key-value region's header and index for `count` entries: where its keys may start.
+pub const fn kv_index_len(count: u32) -> u64 {
+    KV_ENTRIES + count as u64 * size_of::<KvEntry>() as u64
+}
+
+/// The first bytes of a key-value region.
+///
+/// A region (`DeviceInfo::ring_addr`, `ring_len` bytes) is this header, then `count` [`KvEntry`]
+/// records, then the keys and the values. Offsets in entries count from the region's start. The
+/// monitor writes the keys one after another right after the index and the values after them,
+/// each at a multiple of [`KV_VALUE_ALIGN`]; the guest checks only what [`KvRegion::new_checked`]
+/// lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct KvHeader {
+    /// Number of entries, at most [`KV_ENTRIES_MAX`].
+    pub count: u32,
+    /// Reserved; zero.
+    pub reserved: u32,
+}
+
+/// One key and its value in a key-value region. Entries are sorted by key (bytewise), keys unique.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct KvEntry {
+    /// Offset of the key in the region.
+    pub key_offset: u64,
+    /// Bytes of the key: UTF-8, 1 to [`KV_KEY_MAX`], a `/`-separated relative path.
+    pub key_len: u64,
+    /// Offset of the value in the region.
+    pub value_offset: u64,
+    /// Bytes of the value.
+    pub value_len: u64,
+}
+
+/// What makes a key-value region unusable; [`KvRegion::new_checked`] names the first it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvDefect {
+    /// The region is shorter than its header and index.
+    Truncated,
+    /// The header counts more than [`KV_ENTRIES_MAX`] entries.
+    TooManyEntries(u32),
+    /// An entry's key or value reaches past the region, or its key is empty or longer than
+    /// [`KV_KEY_MAX`].
+    OutOfBounds(u32),
+    /// An entry's key is not UTF-8.
+    KeyNotUtf8(u32),
+    /// An entry's key does not sort after the previous entry's key (unsorted or repeated).
+    NotSorted(u32),
+}
+
+impl fmt::Display for KvDefect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KvDefect::Truncated => f.write_str("the region is shorter than its index"),
+            KvDefect::TooManyEntries(n) => {
+                write!(f, "{n} entries, more than the {KV_ENTRIES_MAX} allowed")
+            }
+            KvDefect::OutOfBounds(i) => {
+                write!(f, "entry {i} has a key or value outside the region")
+            }
+            KvDefect::KeyNotUtf8(i) => write!(f, "entry {i} has a key that is not UTF-8"),
+            KvDefect::NotSorted(i) => {
+                write!(f, "entry {i} does not sort after the entry before it")
+            }
+        }
+    }
+}
+
+/// A checked view of a key-value region: after [`KvRegion::new_checked`] succeeds, no accessor
+/// panics and every key and value lies inside the region.
+#[derive(Debug, Clone, Copy)]
+pub struct KvRegion<'a> {
+    bytes: &'a [u8],
+    count: u32,
+}
+
+impl<'a> KvRegion<'a> {
+    /// Checks the header, then every entry: key and value inside `bytes`, key 1 to
+    /// [`KV_KEY_MAX`] bytes of UTF-8, keys strictly increasing. Takes time linear in the index and
+    /// the keys; never panics.
+    pub fn new_checked(bytes: &'a [u8]) -> Result<KvRegion<'a>, KvDefect> {
+        if bytes.len() < KvHeader::SIZE {
+            return Err(KvDefect::Truncated);
+        }
+        let header = KvHeader::decode(bytes);
+        if header.count > KV_ENTRIES_MAX {
+            return Err(KvDefect::TooManyEntries(header.count));
+        }
+        if kv_index_len(header.count) > bytes.len() as u64 {
+            return Err(KvDefect::Truncated);
+        }
+        let region = KvRegion {
+            bytes,
+            count: header.count,
+        };
+        let mut previous: &[u8] = &[];
+        for i in 0..header.count {
+            let entry = region.raw_entry(i);
+            let key = region
+                .range(entry.key_offset, entry.key_len)
+                .filter(|k| !k.is_empty() && k.len() as u64 <= KV_KEY_MAX)
+                .ok_or(KvDefect::OutOfBounds(i))?;
+            region
+                .range(entry.value_offset, entry.value_len)
+                .ok_or(KvDefect::OutOfBounds(i))?;
+            if core::str::from_utf8(key).is_err() {
+                return Err(KvDefect::KeyNotUtf8(i));
+            }
+            if i > 0 && key <= previous {
+                return Err(KvDefect::NotSorted(i));
+            }
+            previous = key;
+        }
+        Ok(region)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> u32 {
+        self.count
+    }
+
+    /// Whether the region holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Entry `index` as (key, value), or `None` past the last entry.
+    pub fn entry(&self, index: u32) -> Option<(&'a str, &'a [u8])> {
+        if index >= self.count {
+            return None;
+        }
+        let entry = self.raw_entry(index);
+        let key = self.range(entry.key_offset, entry.key_len)?;
+        let value = self.range(entry.value_offset, entry.value_len)?;
+        Some((core::str::from_utf8(key).ok()?, value))
+    }
+
+    /// The entries in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + '_ {
+        (0..self.count).filter_map(|i| self.entry(i))
+    }
+
+    /// The value under `key` (a binary search over the sorted keys).
+    pub fn get(&self, key: &str) -> Option<&'a [u8]> {
+        let (mut low, mut high) = (0u32, self.count);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            let entry = self.raw_entry(mid);
+            let probe = self.range(entry.key_offset, entry.key_len)?;
+            match probe.cmp(key.as_bytes()) {
+                core::cmp::Ordering::Less => low = mid + 1,
+                core::cmp::Ordering::Greater => high = mid,
+                core::cmp::Ordering::Equal => {
+                    return self.range(entry.value_offset, entry.value_len);
+                }
+            }
+        }
+        None
+    }
+
+    /// Entry `index`'s record; `index < count`, whose records `new_checked` found inside `bytes`.
+    fn raw_entry(&self, index: u32) -> KvEntry {
+        let at = kv_index_len(index) as usize;
+        match self.bytes.get(at..at + KvEntry::SIZE) {
+            Some(raw) => KvEntry::decode(raw),
+            None => KvEntry::default(),
+        }
+    }
+
+    /// `len` bytes at `offset`, if they lie inside the region.
+    fn range(&self, offset: u64, len: u64) -> Option<&'a [u8]> {
+        let start = usize::try_from(offset).ok()?;
+        let end = start.checked_add(usize::try_from(len).ok()?)?;
+        self.bytes.get(start..end)
+    }
 }
 
 /// The ELF note type of an [`AbiNote`].
@@ -547,6 +754,16 @@ codec!(BootInfo {
     heap_end: u64,
     reserved: [u64; 7],
 });
+codec!(KvHeader {
+    count: u32,
+    reserved: u32
+});
+codec!(KvEntry {
+    key_offset: u64,
+    key_len: u64,
+    value_offset: u64,
+    value_len: u64
+});
 codec!(AbiNote {
     namesz: u32,
     descsz: u32,
@@ -598,6 +815,131 @@ mod tests {
         assert_eq!(offset_of!(NetRingHeader, waiting), 128);
         assert_eq!(size_of::<NetSlotHeader>(), 8);
         assert_eq!(offset_of!(NetSlotHeader, flags), 4);
+        assert_eq!(size_of::<KvHeader>(), 8);
+        assert_eq!(offset_of!(KvHeader, count), 0);
+        assert_eq!(offset_of!(KvHeader, reserved), 4);
+        assert_eq!(size_of::<KvEntry>(), 32);
+        assert_eq!(offset_of!(KvEntry, key_offset), 0);
+        assert_eq!(offset_of!(KvEntry, key_len), 8);
+        assert_eq!(offset_of!(KvEntry, value_offset), 16);
+        assert_eq!(offset_of!(KvEntry, value_len), 24);
+        assert_eq!(KV_ENTRIES, 8);
+        assert_eq!(kv_index_len(3), 8 + 3 * 32);
+        assert_eq!(DeviceKind::Kv as u32, 3);
+        assert_eq!(DeviceKind::from_u32(3), Some(DeviceKind::Kv));
+        assert_eq!(DeviceKind::from_u32(4), None);
+    }
+
+    /// A region as the monitor lays it out: index, keys, then values aligned to 8.
+    fn region(entries: &[(&[u8], &[u8])]) -> ([u8; 4096], usize) {
+        let mut out = [0u8; 4096];
+        KvHeader {
+            count: entries.len() as u32,
+            reserved: 0,
+        }
+        .encode(&mut out);
+        let mut at = kv_index_len(entries.len() as u32) as usize;
+        let mut keys = [0usize; 16];
+        for (i, (key, _)) in entries.iter().enumerate() {
+            keys[i] = at;
+            out[at..at + key.len()].copy_from_slice(key);
+            at += key.len();
+        }
+        for (i, (key, value)) in entries.iter().enumerate() {
+            at = at.next_multiple_of(KV_VALUE_ALIGN as usize);
+            out[at..at + value.len()].copy_from_slice(value);
+            KvEntry {
+                key_offset: keys[i] as u64,
+                key_len: key.len() as u64,
+                value_offset: at as u64,
+                value_len: value.len() as u64,
+            }
+            .encode(&mut out[kv_index_len(i as u32) as usize..]);
+            at += value.len();
+        }
+        (out, at)
+    }
+
+    #[test]
+    fn kv_regions_are_read_after_checking() {
+        let (bytes, len) = region(&[
+            (b"css/site.css", b"body{}"),
+            (b"empty", b""),
+            (b"index.html", b"<h1>hi</h1>"),
+        ]);
+        let kv = KvRegion::new_checked(&bytes[..len]).unwrap();
+        assert_eq!(kv.len(), 3);
+        assert_eq!(kv.get("index.html"), Some(&b"<h1>hi</h1>"[..]));
+        assert_eq!(kv.get("css/site.css"), Some(&b"body{}"[..]));
+        assert_eq!(kv.get("empty"), Some(&b""[..]));
+        assert_eq!(kv.get("css"), None);
+        assert_eq!(kv.get("zzz"), None);
+        assert_eq!(kv.get(""), None);
+        assert_eq!(kv.entry(1), Some(("empty", &b""[..])));
+        assert_eq!(kv.entry(3), None);
+        assert_eq!(kv.iter().count(), 3);
+        let empty = region(&[]);
+        assert!(
+            KvRegion::new_checked(&empty.0[..empty.1])
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn kv_region_defects_are_named_without_panicking() {
+        let check = |bytes: &[u8]| KvRegion::new_checked(bytes).map(|_| ());
+        assert_eq!(check(&[1, 0, 0]), Err(KvDefect::Truncated));
+        let (bytes, two_len) = region(&[(b"a", b"1"), (b"b", b"2")]);
+        let len = two_len;
+        assert_eq!(check(&bytes[..40]), Err(KvDefect::Truncated));
+        assert_eq!(check(&bytes[..len - 1]), Err(KvDefect::OutOfBounds(1)));
+        let mut many = bytes;
+        many[..4].copy_from_slice(&(KV_ENTRIES_MAX + 1).to_le_bytes());
+        assert_eq!(
+            check(&many),
+            Err(KvDefect::TooManyEntries(KV_ENTRIES_MAX + 1))
+        );
+        let (unsorted, len) = region(&[(b"b", b"1"), (b"a", b"2")]);
+        assert_eq!(check(&unsorted[..len]), Err(KvDefect::NotSorted(1)));
+        let (repeated, len) = region(&[(b"a", b"1"), (b"a", b"2")]);
+        assert_eq!(check(&repeated[..len]), Err(KvDefect::NotSorted(1)));
+        let (latin1, len) = region(&[(b"caf\xe9", b"1")]);
+        assert_eq!(check(&latin1[..len]), Err(KvDefect::KeyNotUtf8(0)));
+        let (empty_key, len) = region(&[(b"", b"1")]);
+        assert_eq!(check(&empty_key[..len]), Err(KvDefect::OutOfBounds(0)));
+        // Offsets and lengths that overflow.
+        for (field, value) in [
+            (0usize, u64::MAX),
+            (8, u64::MAX),
+            (16, u64::MAX - 1),
+            (24, u64::MAX),
+        ] {
+            let mut bad = bytes;
+            let at = KV_ENTRIES as usize + field;
+            bad[at..at + 8].copy_from_slice(&value.to_le_bytes());
+            assert_eq!(
+                check(&bad[..two_len]),
+                Err(KvDefect::OutOfBounds(0)),
+                "field {field}"
+            );
+        }
+        // Any bytes at all: checked or refused, never a panic, and checked regions read back.
+        let mut state = 0x2545_f491_u32;
+        let mut noise = bytes;
+        for round in 0..2000 {
+            for _ in 0..4 {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                noise[state as usize % 128] = (state >> 8) as u8;
+            }
+            if let Ok(kv) = KvRegion::new_checked(&noise[..two_len.min(64 + round % 64)]) {
+                for (key, value) in kv.iter() {
+                    assert_eq!(kv.get(key), Some(value));
+                }
+            }
+        }
     }
 
     #[test]

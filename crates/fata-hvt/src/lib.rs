@@ -2,8 +2,8 @@
 //!
 //! This is the lowest layer inside the guest. It implements [`fata_platform::Platform`] as
 //! [`Hvt`] over the hvt ABI (`fata-hvt-abi`): console, clocks from the TSC, entropy, blocking
-//! `yield`, exit, the app's arguments from the boot info, and network devices over shared rings
-//! ([`net::HvtNet`]).
+//! `yield`, exit, the app's arguments from the boot info, network devices over shared rings
+//! ([`net::HvtNet`]) and read-only key-value stores read in place ([`kv::HvtKv`]).
 //!
 //! Built with `--cfg fata_target="hvt"` it also provides the runtime a freestanding image needs
 //! (module `rt`): `_start`, the `memcpy` family, unwinding stubs, the panic handler (prints
@@ -21,6 +21,7 @@ mod args;
 mod boot;
 mod clock;
 pub mod hypercall;
+pub mod kv;
 pub mod net;
 mod random;
 #[cfg(fata_target = "hvt")]
@@ -85,12 +86,14 @@ impl Platform for Hvt {
         if DEVICES_TAKEN.swap(true, Ordering::Relaxed) {
             return Vec::new();
         }
-        net::devices()
-            .iter()
-            .map(|rings| {
-                let net: Box<dyn fata_platform::Net> = Box::new(net::HvtNet::new(rings.clone()));
-                Device::Net(rings.name.clone(), net)
-            })
-            .collect()
+        let nets = net::devices().iter().map(|rings| {
+            let net: Box<dyn fata_platform::Net> = Box::new(net::HvtNet::new(rings.clone()));
+            Device::Net(rings.name.clone(), net)
+        });
+        let kvs = kv::devices().into_iter().map(|(name, store)| {
+            let kv: Box<dyn fata_platform::Kv> = Box::new(store);
+            Device::Kv(name, kv)
+        });
+        nets.chain(kvs).collect()
     }
 }

@@ -2,6 +2,7 @@
 //! maps to.
 
 use crate::elf::ImageError;
+use crate::kv::KvError;
 use crate::layout::LayoutError;
 use crate::memory::OutOfRam;
 use fata_hvt_abi::{CONSOLE_WRITE_MAX, Hypercall, NET_FRAME_MAX, NET_FRAME_MIN};
@@ -197,6 +198,16 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// A key-value store cannot be set up.
+    #[error("cannot set up key-value store {name} from {}: {source}", dir.display())]
+    Kv {
+        /// The store's name.
+        name: String,
+        /// The directory behind it.
+        dir: PathBuf,
+        /// Why.
+        source: KvError,
+    },
     /// SIGINT or SIGTERM stopped the guest.
     #[error("stopped by signal {signal}")]
     Stopped {
@@ -219,6 +230,7 @@ impl Error {
     ///
     /// | code | meaning |
     /// |---|---|
+    /// | 116 | a key-value store cannot be set up (unreadable or unsuitable files, too large) |
     /// | 117 | a network device cannot be set up (tap, device names) |
     /// | 118 | host I/O failed while the guest ran |
     /// | 119 | invalid configuration (memory size, arguments too long) |
@@ -232,6 +244,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Stopped { signal } => 128 + signal,
+            Error::Kv { .. } => 116,
             Error::Net { .. } => 117,
             Error::HostIo { .. } => 118,
             Error::Config(LayoutError::ImageTooLarge(_)) => 121,

@@ -12,8 +12,10 @@
 //! | `0x80000..0x90000` | app arguments | read-only |
 //!
 //! Above, the image's pages get exactly their segment's permissions (R, R-X or RW, 4 KiB pages); the
-//! heap and stack are read-write and not executable (2 MiB pages past the image); the hypercall
-//! window is mapped writable so that stores to it reach the monitor.
+//! heap, the network rings and the stack are read-write and not executable (2 MiB pages past the
+//! image); key-value regions are read-only and not executable (2 MiB pages where a region covers
+//! a whole one, 4 KiB pages at its edges); the hypercall window is mapped writable so that stores
+//! to it reach the monitor.
 
 use crate::elf::Image;
 use crate::memory::{Gpa, GuestRam, OutOfRam};
@@ -56,6 +58,7 @@ const HUGE: u64 = 1 << 7;
 const NO_EXECUTE: u64 = 1 << 63;
 const TABLE: u64 = PRESENT | WRITABLE | USER | ACCESSED;
 const DATA: u64 = PRESENT | WRITABLE | USER | ACCESSED | DIRTY | NO_EXECUTE;
+const READ_ONLY: u64 = PRESENT | USER | ACCESSED | NO_EXECUTE;
 const MIB2: u64 = 2 << 20;
 const GIB: u64 = 1 << 30;
 
@@ -103,8 +106,13 @@ pub fn load_image(ram: &GuestRam, file: &[u8], image: &Image) -> Result<(), Layo
     Ok(())
 }
 
-/// Writes the GDT, the TSS and the identity page tables.
-pub fn write_tables(ram: &GuestRam, image: &Image) -> Result<(), LayoutError> {
+/// Writes the GDT, the TSS and the identity page tables. `read_only` lists page-aligned
+/// `(start, end)` ranges above the image that the guest may read but not write (key-value regions).
+pub fn write_tables(
+    ram: &GuestRam,
+    image: &Image,
+    read_only: &[(u64, u64)],
+) -> Result<(), LayoutError> {
     let gdt: [u64; 5] = [
         0,
         0x00af_fb00_0000_ffff, // code: present, DPL3, exec/read, accessed, long mode, 4 KiB granular
@@ -138,10 +146,15 @@ pub fn write_tables(ram: &GuestRam, image: &Image) -> Result<(), LayoutError> {
         let mut pd = [0u64; 512];
         for (i, entry) in pd.iter_mut().enumerate() {
             let addr = base + i as u64 * MIB2;
-            if addr < image.end {
+            let end = addr + MIB2;
+            let inside_read_only = read_only.iter().any(|&(s, e)| s <= addr && end <= e);
+            let overlaps_read_only = read_only.iter().any(|&(s, e)| s < end && addr < e);
+            if addr < image.end || (overlaps_read_only && !inside_read_only) {
                 let pt_addr = alloc()?;
-                ram.write(Gpa(pt_addr), &words(&page_table(addr, image)))?;
+                ram.write(Gpa(pt_addr), &words(&page_table(addr, image, read_only)))?;
                 *entry = pt_addr | TABLE;
+            } else if inside_read_only {
+                *entry = addr | READ_ONLY | HUGE;
             } else if addr < mem || (addr..addr + MIB2).contains(&HYPERCALL_BASE) {
                 *entry = addr | DATA | HUGE;
             }
@@ -155,8 +168,9 @@ pub fn write_tables(ram: &GuestRam, image: &Image) -> Result<(), LayoutError> {
     Ok(())
 }
 
-/// The 4 KiB entries for the 2 MiB at `base`, which holds (part of) the image or the monitor's pages.
-fn page_table(base: u64, image: &Image) -> [u64; 512] {
+/// The 4 KiB entries for the 2 MiB at `base`, which holds (part of) the image, the monitor's pages
+/// or the edge of a read-only region.
+fn page_table(base: u64, image: &Image, read_only: &[(u64, u64)]) -> [u64; 512] {
     let mut pt = [0u64; 512];
     for (i, entry) in pt.iter_mut().enumerate() {
         let addr = base + i as u64 * PAGE_SIZE;
@@ -181,6 +195,8 @@ fn page_table(base: u64, image: &Image) -> [u64; 512] {
                 flags |= NO_EXECUTE;
             }
             flags
+        } else if read_only.iter().any(|&(s, e)| (s..e).contains(&addr)) {
+            READ_ONLY
         } else if addr >= image.end {
             DATA
         } else {
@@ -276,7 +292,10 @@ mod tests {
             ],
             end: LOAD_ADDR + 0x8000,
         };
-        write_tables(&ram, &image).unwrap();
+        // A read-only region from 21 MiB + 8 KiB to 26 MiB: 4 KiB pages at its first edge, a whole
+        // 2 MiB page inside, a 2 MiB page boundary at its end.
+        let (ro_start, ro_end) = ((21 << 20) + 0x2000, 26 << 20);
+        write_tables(&ram, &image, &[(ro_start, ro_end)]).unwrap();
         assert_eq!(walk(&ram, 0), None, "page 0 must stay unmapped");
         assert_eq!(
             walk(&ram, PML4_ADDR),
@@ -304,6 +323,24 @@ mod tests {
             HUGE | WRITABLE | NO_EXECUTE | USER
         );
         assert!(walk(&ram, (32 << 20) - 8).is_some(), "top of the stack");
+        let below = walk(&ram, ro_start - 8).unwrap();
+        assert_eq!(
+            below & (HUGE | WRITABLE),
+            WRITABLE,
+            "heap beside the region"
+        );
+        for addr in [ro_start, (22 << 20) - 8, 22 << 20, 24 << 20, ro_end - 8] {
+            let ro = walk(&ram, addr).unwrap();
+            assert_eq!(
+                ro & (PRESENT | USER | WRITABLE | NO_EXECUTE),
+                PRESENT | USER | NO_EXECUTE,
+                "read-only at {addr:#x}"
+            );
+        }
+        assert_eq!(walk(&ram, 24 << 20).unwrap() & HUGE, HUGE);
+        assert_eq!(walk(&ram, ro_start).unwrap() & HUGE, 0);
+        let after = walk(&ram, ro_end).unwrap();
+        assert_eq!(after & WRITABLE, WRITABLE, "writable after the region");
         assert_eq!(walk(&ram, 32 << 20), None, "nothing past RAM");
         let window = walk(&ram, HYPERCALL_BASE).unwrap();
         assert_eq!(window & (WRITABLE | USER), WRITABLE | USER);

@@ -6,6 +6,8 @@
 //! 1. validate the ELF image ([`elf::parse_image`]: a pure function with one error per defect);
 //! 2. lay out guest memory ([`layout`]): the image phys == virt at 1 MiB, identity page tables with
 //!    per-segment permissions, a GDT with DPL3 segments and a TSS, the boot info and the arguments;
+//!    Each key-value store ([`kv`]) is a host directory read into a region of guest RAM that the
+//!    page tables map read-only;
 //! 3. create the VM ([`vm`]): the vCPU starts at the entry point at CPL3 with paging, long mode and
 //!    SSE already on;
 //! 4. start one I/O thread per network device ([`net`]): it moves frames between the device's
@@ -21,10 +23,11 @@
 //!
 //! # Exit codes
 //! The guest's exit status becomes the process's. The monitor's own failures map to codes
-//! 117-125 through [`Error::exit_code`]:
+//! 116-125 through [`Error::exit_code`]:
 //!
 //! | code | meaning |
 //! |---|---|
+//! | 116 | a key-value store cannot be set up (unreadable or unsuitable files, too large) |
 //! | 117 | a network device cannot be set up (tap, device names) |
 //! | 118 | host I/O failed while the guest ran |
 //! | 119 | invalid configuration (memory size, arguments too long) |
@@ -39,6 +42,7 @@ pub mod elf;
 mod error;
 pub mod exit;
 pub mod hypercall;
+pub mod kv;
 pub mod layout;
 pub mod memory;
 pub mod net;
@@ -46,11 +50,13 @@ pub mod seccomp;
 pub mod vm;
 
 pub use error::{AbiViolation, Error, FaultKind, RingDefect};
+pub use kv::KvConfig;
 pub use net::NetConfig;
 
 use elf::ImageError;
 use fata_hvt_abi::{ABI_VERSION, BootInfo, CONSOLE_WRITE_MAX, LOAD_ADDR};
 use hypercall::{Counts, Handler};
+use kv::Kvs;
 use memory::GuestRam;
 use net::Nets;
 use std::io::Write;
@@ -73,6 +79,9 @@ pub struct Config {
     pub stats: bool,
     /// Network interfaces, each backed by a tap device (at most `MAX_DEVICES`).
     pub nets: Vec<NetConfig>,
+    /// Read-only key-value stores, each a host directory (with the network interfaces, at most
+    /// `MAX_DEVICES`).
+    pub kvs: Vec<KvConfig>,
 }
 
 impl Default for Config {
@@ -82,6 +91,7 @@ impl Default for Config {
             args: Vec::new(),
             stats: false,
             nets: Vec::new(),
+            kvs: Vec::new(),
         }
     }
 }
@@ -132,24 +142,28 @@ pub fn run_with_console(
     let start = Instant::now();
     let stack_bottom = layout::stack_bottom(config.mem_bytes)?;
     let mut nets = Nets::open(&config.nets)?;
-    let heap_end = nets.place(stack_bottom);
-    if heap_end <= LOAD_ADDR {
+    let net_names: Vec<&str> = config.nets.iter().map(|n| n.name.as_str()).collect();
+    let mut kvs = Kvs::scan(&config.kvs, &net_names)?;
+    let rings_bottom = nets.place(stack_bottom);
+    if rings_bottom <= LOAD_ADDR {
         return Err(Error::Config(layout::LayoutError::RingsTooLarge {
             mem: config.mem_bytes,
         }));
     }
     let bytes = read_image(image, config.mem_bytes)?;
-    let parsed = elf::parse_image(&bytes, heap_end).map_err(|source| Error::Image {
+    let parsed = elf::parse_image(&bytes, rings_bottom).map_err(|source| Error::Image {
         path: image.into(),
         source,
     })?;
+    let heap_end = kvs.place(rings_bottom, parsed.end, config.mem_bytes)?;
 
     let ram = GuestRam::new(config.mem_bytes).map_err(|source| Error::VmSetup {
         what: "mapping guest memory",
         source,
     })?;
     layout::load_image(&ram, &bytes, &parsed)?;
-    layout::write_tables(&ram, &parsed)?;
+    layout::write_tables(&ram, &parsed, &kvs.read_only())?;
+    kvs.write(&ram)?;
     let cmdline_len = layout::write_args(&ram, &config.args)?;
     let mut vm = vm::Vm::new(&ram, parsed.entry, config.mem_bytes)?;
     for (addr, event) in nets.doorbells() {
@@ -161,9 +175,11 @@ pub fn run_with_console(
         what: "reading the host's random source",
         source: std::io::Error::other(e),
     })?;
+    let mut devices = nets.device_infos();
+    kvs.device_infos(&mut devices);
     let info = BootInfo {
         abi_version: ABI_VERSION,
-        device_count: config.nets.len() as u32,
+        device_count: (config.nets.len() + kvs.len()) as u32,
         mem_size: config.mem_bytes,
         kernel_end: parsed.end,
         stack_bottom,
@@ -174,7 +190,7 @@ pub fn run_with_console(
         cmdline_len,
         argc: config.args.len() as u64,
         seed,
-        devices: nets.device_infos(),
+        devices,
         heap_end,
         ..BootInfo::default()
     };
@@ -215,6 +231,15 @@ pub fn run_with_console(
             setup.as_secs_f64() * 1e3,
             start.elapsed().as_secs_f64() * 1e3,
         );
+        if !kvs.is_empty() {
+            let (files, bytes) = kvs.totals();
+            eprintln!(
+                "fata-monitor: kv: {} stores, {files} files, {bytes} bytes in {} bytes of read-only \
+                 guest RAM",
+                kvs.len(),
+                kvs.bytes(),
+            );
+        }
         if !nets.is_empty() {
             let n = nets.stats();
             let frames = n.frames_in + n.frames_out;

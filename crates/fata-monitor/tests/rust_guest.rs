@@ -136,3 +136,94 @@ fn rust_guest_panic_prints_the_message_and_exits_101() {
         "index out of bounds: the len is 0 but the index is 1"
     );
 }
+
+/// The checksum the test guest prints for a value.
+fn sum(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(0u64, |s, &b| s.wrapping_mul(31).wrapping_add(u64::from(b)))
+}
+
+/// Bytes that differ from position to position.
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
+fn boot_with_kv(args: &[&str], dir: &Path, mem_bytes: u64) -> Outcome {
+    let copy = image_file(&std::fs::read(guest_image()).unwrap());
+    let config = Config {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        stats: true,
+        mem_bytes,
+        kvs: vec![fata_monitor::KvConfig {
+            name: "files".into(),
+            dir: dir.to_path_buf(),
+        }],
+        ..Config::default()
+    };
+    run_path(copy, config)
+}
+
+#[test]
+fn rust_guest_reads_a_kv_store_in_place() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("a.txt", b"hello, store\n".to_vec()),
+        ("dir/b.bin", pattern(5000, 1)),
+        ("dir/sub/c", pattern(4096, 2)),
+        ("empty", Vec::new()),
+        ("z/last", pattern(70_001, 3)),
+    ];
+    for (key, value) in &files {
+        let path = dir.path().join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, value).unwrap();
+    }
+    let out = boot_with_kv(&["exit=5"], dir.path(), 32 << 20);
+    let mut expected = format!("devices: 1\nkv files: {} keys\n", files.len());
+    for (key, value) in &files {
+        let n = value.len();
+        expected.push_str(&format!(
+            "kv files {key}: {n} bytes, read {n}, get Ok({n}), sum {:x}\n",
+            sum(value)
+        ));
+    }
+    expected.push_str("kv files missing: Err(NotFound) Err(NotFound)\n");
+    let from_devices: String = out
+        .console
+        .lines()
+        .skip_while(|l| !l.starts_with("devices:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(from_devices, expected, "console:\n{}", out.console);
+    assert_eq!(out.result.unwrap().status, 5);
+}
+
+#[test]
+fn rust_guest_cannot_write_a_kv_store() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("small"), b"read-only").unwrap();
+    // Large enough that part of the region is mapped with 2 MiB pages.
+    std::fs::write(dir.path().join("large"), pattern(5 << 20, 4)).unwrap();
+    for key in ["small", "large"] {
+        let out = boot_with_kv(&[&format!("write={key}")], dir.path(), 64 << 20);
+        assert!(
+            out.console.contains(&format!("writing {key}")),
+            "{}",
+            out.console
+        );
+        assert!(!out.console.contains("went through"), "{}", out.console);
+        match out.result {
+            Err(e @ fata_monitor::Error::GuestFault { .. }) => assert_eq!(e.exit_code(), 124),
+            other => panic!("a write to the store must fault, got {other:?}"),
+        }
+    }
+}

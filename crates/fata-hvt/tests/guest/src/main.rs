@@ -1,5 +1,7 @@
 //! Test guest for the hvt platform: prints what each platform service returns, in a form the
-//! monitor's tests check line by line. Arguments steer it: `panic` panics, `exit=N` returns N.
+//! monitor's tests check line by line. Arguments steer it: `panic` panics, `exit=N` returns N,
+//! `write=KEY` stores into the read-only value of KEY in the first key-value store (which must
+//! fault).
 #![no_std]
 #![no_main]
 
@@ -9,7 +11,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use fata_hvt::Hvt;
-use fata_platform::{Platform, ReadySet};
+use fata_platform::{Device, Kv, Platform, ReadySet};
 
 fn say(line: &str) {
     Hvt::console_write(line.as_bytes());
@@ -48,7 +50,26 @@ extern "C" fn main() -> i32 {
         "random nonzero: {}",
         random.iter().any(|&b| b != 0)
     ));
-    say(&format!("devices: {}", Hvt::take_devices().len()));
+    let devices = Hvt::take_devices();
+    say(&format!("devices: {}", devices.len()));
+    for device in &devices {
+        if let Device::Kv(name, kv) = device {
+            describe_kv(name, kv.as_ref());
+        }
+    }
+
+    if let Some(key) = args.iter().find_map(|a| a.strip_prefix("write=")) {
+        let stores = fata_hvt::kv::devices();
+        if let Some(value) = stores.first().and_then(|(_, kv)| kv.value(key)) {
+            say(&format!("writing {key}"));
+            let last = value.len().saturating_sub(1);
+            // SAFETY: deliberately stores into the read-only region the monitor mapped: the store
+            // must fault, ending the guest before anything can observe the changed byte.
+            unsafe { core::ptr::write_volatile(value[last..].as_ptr().cast_mut(), 0x55) };
+            say("the write went through");
+            return 3;
+        }
+    }
 
     if args.iter().any(|a| a == "panic") {
         let empty: Vec<u8> = Vec::new();
@@ -57,4 +78,38 @@ extern "C" fn main() -> i32 {
     args.iter()
         .find_map(|a| a.strip_prefix("exit=")?.parse().ok())
         .unwrap_or(0)
+}
+
+/// Prints a store's keys, each value's size and a checksum of its bytes read in odd-sized chunks,
+/// and the errors for a missing key.
+fn describe_kv(name: &str, kv: &dyn Kv) {
+    let keys = kv.list().unwrap_or_default();
+    say(&format!("kv {name}: {} keys", keys.len()));
+    for key in &keys {
+        let size = kv.size(key).unwrap_or(u64::MAX);
+        let (mut sum, mut at, mut buf) = (0u64, 0u64, [0u8; 1000]);
+        loop {
+            match kv.read(key, at, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    sum = buf[..n]
+                        .iter()
+                        .fold(sum, |s, &b| s.wrapping_mul(31).wrapping_add(u64::from(b)));
+                    at += n as u64;
+                }
+                Err(e) => {
+                    say(&format!("kv {name}: read {key} at {at}: {e}"));
+                    break;
+                }
+            }
+        }
+        let get = kv.get(key).map(|v| v.len() as u64);
+        say(&format!("kv {name} {key}: {size} bytes, read {at}, get {get:?}, sum {sum:x}"));
+    }
+    let mut one = [0u8; 1];
+    say(&format!(
+        "kv {name} missing: {:?} {:?}",
+        kv.size("no/such/key"),
+        kv.read("no/such/key", 0, &mut one)
+    ));
 }
