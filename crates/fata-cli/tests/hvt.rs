@@ -2,9 +2,12 @@
 
 mod common;
 
+use std::net::SocketAddr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use common::{build, fata, have_kvm, text};
+use common::dns::{ask, query, summarize};
+use common::{Netns, Running, build, fata, have_kvm, text};
 
 #[test]
 fn hello_prints_the_same_lines_as_a_unikernel_as_on_unix() {
@@ -89,4 +92,179 @@ fn the_app_status_and_monitor_errors_become_the_exit_status() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "hello\n");
+}
+
+#[test]
+fn key_value_stores_reach_the_monitor_and_bad_ones_are_refused() {
+    let image = build("apps/hello", "hvt");
+    let image = image.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good");
+    std::fs::create_dir_all(good.join("sub")).unwrap();
+    std::fs::write(good.join("sub/file"), b"value").unwrap();
+    let good = good.to_str().unwrap();
+
+    let bad = dir.path().join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::write(bad.join(std::ffi::OsStr::from_bytes(b"\xff")), b"x").unwrap();
+    let out = fata(&["run", image, "--kv", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(116), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("key-value store data") && text(&out.stderr).contains("UTF-8"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = fata(&["run", image, "--kv", "files=/nonexistent/fata-kv"]);
+    assert_eq!(out.status.code(), Some(116), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("store files"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = fata(&[
+        "run",
+        image,
+        "--kv",
+        &format!("a={good}"),
+        "--kv",
+        &format!("a={good}"),
+    ]);
+    assert_eq!(out.status.code(), Some(116), "{}", text(&out.stderr));
+    let out = fata(&["run", image, "--block", "disk.img"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--block is not yet available on hvt"));
+
+    if have_kvm("key_value_stores_reach_the_monitor_and_bad_ones_are_refused") {
+        let out = fata(&[
+            "run",
+            image,
+            "--stats",
+            "--kv",
+            good,
+            "--",
+            "--count",
+            "1",
+            "--interval-ms",
+            "0",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "hello\n");
+        assert!(
+            text(&out.stderr).contains("kv: 1 stores, 1 files, 5 bytes"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn mac_is_refused_on_unix() {
+    let out = fata(&[
+        "run",
+        "--target",
+        "unix",
+        "apps/hello",
+        "--net",
+        "tap0",
+        "--mac",
+        "02:00:00:00:00:01",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--mac applies to the hvt target only"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// A zone of a few hundred names, so the compiled zone the DNS app reads from its store is a
+/// file of some size.
+fn kv_zone() -> String {
+    let mut zone = String::from(
+        "$ORIGIN kv.fata.\n$TTL 3600\n\
+         @ IN SOA ns1 hostmaster 2026112401 7200 3600 1209600 300\n\
+         @ IN NS ns1\nns1 IN A 192.0.2.53\nalias IN CNAME host7\n",
+    );
+    for n in 0..400 {
+        zone.push_str(&format!("host{n} IN A 198.51.{}.{}\n", n / 256, n % 256));
+        zone.push_str(&format!("host{n} IN TXT \"host number {n}\"\n"));
+    }
+    zone
+}
+
+#[test]
+fn dns_on_hvt_serves_the_zone_from_its_key_value_store() {
+    if !have_kvm("dns_on_hvt_serves_the_zone_from_its_key_value_store") {
+        return;
+    }
+    let Some(ns) = Netns::create("dnskv", 65) else {
+        return;
+    };
+    build("apps/dns", "hvt");
+    let dir = tempfile::tempdir().unwrap();
+    let zone = dir.path().join("kv.zone");
+    std::fs::write(&zone, kv_zone()).unwrap();
+    let ipv4 = format!("{}/24", ns.guest());
+    let mut command = ns.command(env!("CARGO_BIN_EXE_fata"));
+    command
+        .args([
+            "run",
+            "--release",
+            "--target",
+            "hvt",
+            "apps/dns",
+            "--net",
+            "tap0",
+            "--",
+            "--zone",
+        ])
+        .arg(&zone)
+        .args(["--ipv4", &ipv4])
+        .current_dir(common::workspace())
+        .env("CARGO_TARGET_DIR", common::apps_target_dir());
+    let mut app = Running::start(command, "dns: serving kv.fata");
+    let server = SocketAddr::from((ns.guest(), 53));
+    ns.run(|| {
+        // The first question also waits out ARP; later ones are answered at once.
+        let first = (0..10)
+            .find_map(|_| ask(server, &query(1, "host7.kv.fata", 1, None), false))
+            .expect("an answer over UDP");
+        let a = summarize(&first);
+        assert_eq!((a.rcode, a.flags & 0x8400), (0, 0x8400), "{a:?}");
+        assert_eq!(a.sections[0].len(), 1, "{a:?}");
+        assert!(
+            a.sections[0]
+                .iter()
+                .all(|r| r.ends_with(" 1 [198, 51, 0, 7]")),
+            "{a:?}"
+        );
+        for (i, (name, qtype, tcp)) in [
+            ("host399.kv.fata", 16, true),
+            ("HOST300.kv.fata", 1, false),
+            ("alias.kv.fata", 1, true),
+            ("kv.fata", 6, true),
+            ("kv.fata", 2, false),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let response = ask(server, &query(i as u16 + 2, name, qtype, Some(1232)), tcp)
+                .unwrap_or_else(|| panic!("no answer for {name} type {qtype} (tcp {tcp})"));
+            let s = summarize(&response);
+            assert_eq!(s.rcode, 0, "{name} type {qtype}: {s:?}");
+            assert!(!s.sections[0].is_empty(), "{name} type {qtype}: {s:?}");
+        }
+        let txt = summarize(&ask(server, &query(20, "host399.kv.fata", 16, None), true).unwrap());
+        let expected: Vec<u8> = [&[15u8][..], b"host number 399"].concat();
+        assert!(
+            txt.sections[0]
+                .iter()
+                .any(|r| r.ends_with(&format!("{expected:?}"))),
+            "{txt:?}"
+        );
+        let missing =
+            summarize(&ask(server, &query(21, "nothere.kv.fata", 1, None), false).unwrap());
+        assert_eq!(missing.rcode, 3, "NXDOMAIN: {missing:?}");
+    });
+    assert!(app.is_running(), "the DNS unikernel ended");
 }

@@ -19,7 +19,7 @@ use crate::layout::LayoutError;
 use crate::memory::{Gpa, GuestRam};
 use fata_hvt_abi::{
     Codec, DeviceInfo, DeviceKind, KV_ENTRIES_MAX, KV_KEY_MAX, KV_VALUE_ALIGN, KvEntry, KvHeader,
-    PAGE_SIZE, kv_index_len,
+    MAX_MEM_BYTES, PAGE_SIZE, kv_index_len,
 };
 use std::fs::File;
 use std::io::{self, Read};
@@ -87,6 +87,16 @@ pub enum KvError {
         min_heap: u64,
         /// A memory size that fits, in MiB.
         suggest: u64,
+    },
+    /// The stores do not fit even the largest guest.
+    #[error(
+        "the stores take {bytes} bytes of guest RAM (files and index), more than a guest of at \
+         most {} MiB can hold; serve fewer or smaller files",
+        MAX_MEM_BYTES >> 20
+    )]
+    TooLargeForAnyGuest {
+        /// Bytes the stores' regions take, page-rounded.
+        bytes: u64,
     },
 }
 
@@ -173,12 +183,16 @@ impl Kvs {
         self.stores.len()
     }
 
-    /// Bytes of guest RAM the regions take (each rounded up to a page).
+    /// Bytes of guest RAM the regions take (each rounded up to a page; saturates).
     pub fn bytes(&self) -> u64 {
         self.stores
             .iter()
-            .map(|s| s.len.next_multiple_of(PAGE_SIZE))
-            .sum()
+            .map(|s| {
+                s.len
+                    .checked_next_multiple_of(PAGE_SIZE)
+                    .unwrap_or(u64::MAX)
+            })
+            .fold(0, u64::saturating_add)
     }
 
     /// Places the regions just below `top` (the network rings' bottom), leaving at least
@@ -197,17 +211,25 @@ impl Kvs {
                 .iter()
                 .max_by_key(|s| s.len)
                 .unwrap_or(&self.stores[0]);
-            let short = (bytes - room).next_multiple_of(2 << 20);
-            return Err(Error::Kv {
-                name: largest.name.clone(),
-                dir: largest.dir.clone(),
-                source: KvError::TooLarge {
+            let short = (bytes - room)
+                .checked_next_multiple_of(2 << 20)
+                .unwrap_or(u64::MAX);
+            let suggest = mem.saturating_add(short);
+            let source = if suggest > MAX_MEM_BYTES {
+                KvError::TooLargeForAnyGuest { bytes }
+            } else {
+                KvError::TooLarge {
                     bytes,
                     mem,
                     room,
                     min_heap: MIN_HEAP_BYTES,
-                    suggest: mem.saturating_add(short) >> 20,
-                },
+                    suggest: suggest >> 20,
+                }
+            };
+            return Err(Error::Kv {
+                name: largest.name.clone(),
+                dir: largest.dir.clone(),
+                source,
             });
         }
         let mut next = top;
@@ -449,6 +471,10 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("raise --mem to at least 10 MiB"), "{text}");
         assert!(kvs.place(8 << 20, 2 << 20, 10 << 20).is_ok());
+        kvs.stores[0].len = u64::MAX;
+        assert_eq!(kvs.bytes(), u64::MAX);
+        let err = kvs.place(8 << 20, 2 << 20, 10 << 20).unwrap_err();
+        assert!(err.to_string().contains("more than a guest"), "{err}");
     }
 
     #[test]
