@@ -1,0 +1,80 @@
+//! Fata's website, served by a Fata app: the project's README and docs/, rendered into HTML when
+//! the image is built (see `build.rs`), carried inside it as a read-only table and served over
+//! HTTP/1.1 on port 80 (`--port N`) by fata-http.
+//!
+//! Options: `--port N`; `--ipv4 ADDR/PREFIX` (DHCP without it); `--max-connections N` (default
+//! 1024: beyond it new connections are closed at once, so memory stays bounded).
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::rc::Rc;
+use core::cell::Cell;
+
+use fata::{Env, Random, Result, println};
+use fata_http::{Limits, Server, Site, Timeouts};
+use fata_net::{Config, Stack, TcpListener, Tuning};
+
+include!(concat!(env!("OUT_DIR"), "/site.rs"));
+
+#[fata::main]
+async fn main(mut env: Env) -> Result<()> {
+    let port: u16 = env.arg("--port")?.unwrap_or(80);
+    let max_connections: usize = env.arg("--max-connections")?.unwrap_or(1024);
+    let stack = stack(&mut env)?;
+    let address = stack.wait_configured().await;
+    let site = Site::new(SITE);
+    let pages = site.paths().filter(|p| p.ends_with(b".html")).count();
+    let bytes = site.total_bytes();
+    let server: &'static Server<'static> =
+        Box::leak(Box::new(Server::new(site, Limits::default())));
+    let listener = TcpListener::bind(&stack, port)?;
+    println!(
+        "www: serving {pages} pages ({} files, {bytes} bytes) on {} port {port}",
+        SITE.len(),
+        address.address()
+    );
+    let open = Rc::new(Cell::new(0usize));
+    loop {
+        // A connection reset before it was accepted is not the server's problem.
+        let Ok((stream, _peer)) = listener.accept().await else {
+            continue;
+        };
+        if open.get() >= max_connections {
+            drop(stream);
+            continue;
+        }
+        open.set(open.get() + 1);
+        let open = open.clone();
+        fata::spawn(async move {
+            fata_http::serve_connection(server, stream, Timeouts::default()).await;
+            open.set(open.get() - 1);
+        })
+        .detach();
+    }
+}
+
+/// The stack `Stack::from_env` would build, with buffers sized for many small exchanges:
+/// requests are small (8 KiB receive window), a page fits the send buffer in one write.
+fn stack(env: &mut Env) -> Result<Stack> {
+    let mut config = Config::from_env(env)?;
+    config.tuning = Tuning {
+        tcp_rx_buffer: 8 * 1024,
+        tcp_tx_buffer: 32 * 1024,
+        tcp_backlog: 64,
+        ..config.tuning
+    };
+    match env.take_net("service") {
+        Ok(net) => {
+            let mut seed = [0u8; 8];
+            env.random().fill(&mut seed);
+            Ok(Stack::new(net, config, u64::from_le_bytes(seed)))
+        }
+        Err(no_net) => match env.take_host_sockets() {
+            Ok(sockets) => Ok(Stack::host(sockets, config.bind)),
+            Err(_) => Err(no_net),
+        },
+    }
+}
