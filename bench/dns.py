@@ -15,6 +15,7 @@ Usage: python3 bench/dns.py [--seconds S] [--rate QPS] [--sizes 100,1000,10000] 
 Prints a table and each ratio to NSD.
 """
 import argparse
+from benchlib import ROOT, Server, run, setup_netns, teardown_netns, tree_cpu_seconds
 import os
 import random
 import re
@@ -25,15 +26,10 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NS, PEER = "fata-dnsbench", "fata-dnsbench-peer"
 TAP_HOST, TAP_GUEST = "10.97.0.1", "10.97.0.2"
 VETH_HOST, VETH_PEER = "10.97.1.1", "10.97.1.2"
 PORT = 5353
-
-
-def run(*args, **kw):
-    return subprocess.run(args, check=True, capture_output=True, text=True, **kw).stdout
 
 
 def write_zone(path, size, seed=1):
@@ -67,64 +63,10 @@ def write_queries(path, size, count=50000, seed=2):
         f.write("\n".join(out) + "\n")
 
 
-def tree_cpu_seconds(pid):
-    """CPU time (user + system) of `pid` and all its descendants, in seconds."""
-    parents, times = {}, {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = open(f"/proc/{entry}/stat").read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        parents[int(entry)] = int(fields[1])
-        times[int(entry)] = int(fields[11]) + int(fields[12])
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        total += times.get(p, 0)
-        todo.extend(c for c, parent in parents.items() if parent == p)
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-class Server:
-    """A DNS server started on CPU 0, stopped with SIGTERM."""
-
-    def __init__(self, name, argv, address, netns=None):
-        self.name, self.address = name, address
-        prefix = ["ip", "netns", "exec", netns] if netns else []
-        self.log = tempfile.NamedTemporaryFile("w+", prefix="fata-bench-", delete=False)
-        self.proc = subprocess.Popen(prefix + ["taskset", "-c", "0"] + argv, stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
-        self.netns = netns
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.answers():
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.2)
-        self.stop()
-        sys.exit(f"{name} did not start:\n{open(self.log.name).read()[-2000:]}")
-
-    def answers(self):
-        cmd = (["ip", "netns", "exec", self.netns] if self.netns else []) + [
-            "dig", "+short", "+time=1", "+tries=1", "-p", str(PORT), f"@{self.address}",
-            "ns1.bench.fata", "A"]
-        return subprocess.run(cmd, capture_output=True, text=True).stdout.strip() == "192.0.2.53"
-
-    def stop(self):
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        return open(self.log.name).read()
+def answers(netns, address):
+    cmd = (["ip", "netns", "exec", netns] if netns else []) + [
+        "dig", "+short", "+time=1", "+tries=1", "-p", str(PORT), f"@{address}", "ns1.bench.fata", "A"]
+    return subprocess.run(cmd, capture_output=True, text=True).stdout.strip() == "192.0.2.53"
 
 
 def load(netns, tool, address, queries, seconds, rate=0):
@@ -142,27 +84,6 @@ def load(netns, tool, address, queries, seconds, rate=0):
     out = subprocess.run(prefix + ["taskset", "-c", "1"] + argv, capture_output=True, text=True).stdout
     m = re.search(r"([\d.]+) queries/s", out)
     return float(m.group(1)) if m else 0.0
-
-
-def setup_netns():
-    teardown_netns()
-    for cmd in [
-        ["ip", "netns", "add", NS], ["ip", "netns", "add", PEER],
-        ["ip", "-n", NS, "link", "set", "lo", "up"], ["ip", "-n", PEER, "link", "set", "lo", "up"],
-        ["ip", "-n", NS, "tuntap", "add", "dev", "tap0", "mode", "tap"],
-        ["ip", "-n", NS, "addr", "add", f"{TAP_HOST}/24", "dev", "tap0"],
-        ["ip", "-n", NS, "link", "set", "tap0", "up"],
-        ["ip", "-n", NS, "link", "add", "vb0", "type", "veth", "peer", "name", "vb1", "netns", PEER],
-        ["ip", "-n", NS, "addr", "add", f"{VETH_HOST}/24", "dev", "vb0"],
-        ["ip", "-n", PEER, "addr", "add", f"{VETH_PEER}/24", "dev", "vb1"],
-        ["ip", "-n", NS, "link", "set", "vb0", "up"], ["ip", "-n", PEER, "link", "set", "vb1", "up"],
-    ]:
-        run(*cmd)
-
-
-def teardown_netns():
-    for ns in (NS, PEER):
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 def configs(work, zone):
@@ -238,7 +159,7 @@ def main():
     fata = os.path.join(ROOT, "target/release/fata")
     hvt = not args.no_hvt and os.access("/dev/kvm", os.W_OK)
     work = tempfile.mkdtemp(prefix="fata-dnsbench-")
-    setup_netns()
+    setup_netns(NS, PEER, TAP_HOST, VETH_HOST, VETH_PEER)
     results = {}
     try:
         for size in [int(s) for s in args.sizes.split(",")]:
@@ -265,7 +186,7 @@ def main():
                 servers.append(("Fata hvt (tap netns)", hvt_cmd, TAP_GUEST, NS))
                 servers.append(("Fata hvt, no memo", hvt_cmd + ["--no-memo"], TAP_GUEST, NS))
             for name, argv, address, netns in servers:
-                server = Server(name, argv, address, netns)
+                server = Server(name, argv, lambda: answers(netns, address), netns)
                 client_ns = NS if netns else None
                 row = {}
                 row["dnsperf"] = load(client_ns, "dnsperf", address, queries, args.seconds)
@@ -284,7 +205,7 @@ def main():
                       f"fata-netload {row['netload']:>9.0f}  at {args.rate}/s: "
                       f"{row['per_cpu']:>9.0f} q/CPU-s ({row['cpu_share'] * 100:.0f}% CPU)", flush=True)
     finally:
-        teardown_netns()
+        teardown_netns(NS, PEER)
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"\nbench/dns: {args.seconds}s per run; servers on CPU 0, load on CPU 1; "

@@ -185,7 +185,10 @@ mod tests {
         );
         assert!(!placement_ok(&info, (20 << 20) - 4096, 4096), "in the heap");
         assert!(!placement_ok(&info, (20 << 20) + 1, 4096), "unaligned");
-        assert!(!placement_ok(&info, 0xFFFF_FFFF_FFFF_F000, 8192), "overflow");
+        assert!(
+            !placement_ok(&info, 0xFFFF_FFFF_FFFF_F000, 8192),
+            "overflow"
+        );
         let device = DeviceInfo {
             kind: DeviceKind::Kv as u32,
             ring_addr: 4096,
