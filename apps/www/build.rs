@@ -6,8 +6,10 @@ use std::path::PathBuf;
 fn main() -> Result<(), String> {
     let manifest = std::env::var_os("CARGO_MANIFEST_DIR").ok_or("CARGO_MANIFEST_DIR is not set")?;
     let root = PathBuf::from(manifest).join("../..");
-    let rendered = fata_site::render(&root)
+    let mut rendered = fata_site::render(&root)
         .map_err(|e| format!("rendering the docs under {}: {e}", root.display()))?;
+    // The files bench/http.py serves from Fata and nginx alike.
+    rendered.files.extend(fata_site::benchmark_files());
     for input in &rendered.inputs {
         println!("cargo:rerun-if-changed={}", input.display());
     }

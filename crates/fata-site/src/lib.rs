@@ -385,6 +385,40 @@ fn page(source: &Source, nav: &[(&str, &str)], content: &str) -> Markup {
     }
 }
 
+/// The two files bench/http.py asks every server for: `/bench/2k.html`, a 2 KB page, and
+/// `/bench/200k.bin`, 200 KB of fixed pseudo-random bytes. Generated, not read, so the image and
+/// the benchmark always agree on them.
+pub fn benchmark_files() -> Vec<SiteFile> {
+    let mut page = String::from(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Fata benchmark page</title>\
+         </head><body><h1>A 2 KB page</h1>\n",
+    );
+    let mut line = 0;
+    while page.len() < 2048 - 40 {
+        page.push_str(&format!("<p>Line {line} of the page bench/http serves.</p>\n"));
+        line += 1;
+    }
+    page.push_str("</body></html>\n");
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let blob: Vec<u8> = (0..200 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    [("/bench/2k.html", page.into_bytes()), ("/bench/200k.bin", blob)]
+        .into_iter()
+        .map(|(path, body)| SiteFile {
+            path: path.to_string(),
+            content_type: content_type(path),
+            etag: etag(&body),
+            body,
+        })
+        .collect()
+}
+
 /// Writes `rendered`'s files into `dir` and, beside them, `site.rs`: a table
 /// `pub static SITE: &[fata_http::File<'static>]` whose bodies are `include_bytes!` of those
 /// files. Returns the path of `site.rs`.
