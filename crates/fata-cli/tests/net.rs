@@ -252,3 +252,81 @@ fn echo_on_unix_host_sockets() {
         many_connections(addr);
     });
 }
+
+/// Without `--ipv4` the stack asks DHCP: the unikernel gets its address from dnsmasq running in
+/// the namespace, then serves on it.
+#[test]
+fn echo_on_hvt_gets_its_address_from_dhcp() {
+    if !common::have_kvm("echo_on_hvt_gets_its_address_from_dhcp") {
+        return;
+    }
+    if std::process::Command::new("dnsmasq")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!(
+            "SKIPPED: echo_on_hvt_gets_its_address_from_dhcp: dnsmasq is not installed (scripts/test installs it)"
+        );
+        return;
+    }
+    let Some(ns) = Netns::create("dhcp", 68) else {
+        return;
+    };
+    let leases = tempfile::tempdir().unwrap();
+    let mut dnsmasq = ns
+        .command("dnsmasq")
+        .args([
+            "--no-daemon",
+            "--port=0",
+            "--interface=tap0",
+            "--bind-interfaces",
+            "--dhcp-range=10.68.0.50,10.68.0.59,255.255.255.0,1h",
+            "--dhcp-authoritative",
+        ])
+        .arg(format!(
+            "--dhcp-leasefile={}",
+            leases.path().join("leases").display()
+        ))
+        .arg(format!(
+            "--pid-file={}",
+            leases.path().join("pid").display()
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dnsmasq starts");
+    build("apps/echo", "hvt");
+    let mut command = ns.command(env!("CARGO_BIN_EXE_fata"));
+    command
+        .args([
+            "run",
+            "--release",
+            "--target",
+            "hvt",
+            "apps/echo",
+            "--net",
+            "tap0",
+            "--mem",
+            "64M",
+        ])
+        .current_dir(common::workspace())
+        .env("CARGO_TARGET_DIR", common::apps_target_dir());
+    let app = Running::start(command, "echo: serving");
+    let _ = dnsmasq.kill();
+    let _ = dnsmasq.wait();
+    let address: Ipv4Addr = app
+        .ready_line
+        .split_whitespace()
+        .find_map(|word| word.split('/').next().and_then(|a| a.parse().ok()))
+        .expect("the ready line names the address");
+    assert!(
+        (50..60).contains(&address.octets()[3]) && address.octets()[..3] == [10, 68, 0],
+        "{address} is not from the DHCP range ({})",
+        app.ready_line
+    );
+    ns.run(|| {
+        tcp_round_trip(SocketAddr::from((address, 7)));
+        udp_round_trips(SocketAddr::from((address, 7)));
+    });
+}

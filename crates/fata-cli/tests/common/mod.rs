@@ -156,6 +156,8 @@ impl Drop for Netns {
 pub struct Running {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// The stdout line that said the app was ready.
+    pub ready_line: String,
 }
 
 impl Running {
@@ -175,10 +177,17 @@ impl Running {
                 }
             }
         });
-        let mut running = Running { child, lines };
+        let mut running = Running {
+            child,
+            lines,
+            ready_line: String::new(),
+        };
         loop {
             match running.lines.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) if line.contains(ready) => return running,
+                Ok(line) if line.contains(ready) => {
+                    running.ready_line = line;
+                    return running;
+                }
                 Ok(_) => continue,
                 Err(_) => {
                     let status = running.child.try_wait().unwrap();
