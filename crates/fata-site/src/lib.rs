@@ -395,7 +395,9 @@ pub fn benchmark_files() -> Vec<SiteFile> {
     );
     let mut line = 0;
     while page.len() < 2048 - 40 {
-        page.push_str(&format!("<p>Line {line} of the page bench/http serves.</p>\n"));
+        page.push_str(&format!(
+            "<p>Line {line} of the page bench/http serves.</p>\n"
+        ));
         line += 1;
     }
     page.push_str("</body></html>\n");
@@ -408,15 +410,18 @@ pub fn benchmark_files() -> Vec<SiteFile> {
             state as u8
         })
         .collect();
-    [("/bench/2k.html", page.into_bytes()), ("/bench/200k.bin", blob)]
-        .into_iter()
-        .map(|(path, body)| SiteFile {
-            path: path.to_string(),
-            content_type: content_type(path),
-            etag: etag(&body),
-            body,
-        })
-        .collect()
+    [
+        ("/bench/2k.html", page.into_bytes()),
+        ("/bench/200k.bin", blob),
+    ]
+    .into_iter()
+    .map(|(path, body)| SiteFile {
+        path: path.to_string(),
+        content_type: content_type(path),
+        etag: etag(&body),
+        body,
+    })
+    .collect()
 }
 
 /// Writes `rendered`'s files into `dir` and, beside them, `site.rs`: a table
