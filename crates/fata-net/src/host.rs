@@ -2,10 +2,10 @@
 //! stack, through the platform's [`HostSockets`] device.
 
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::rc::Rc;
 use alloc::vec::Vec;
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use core::future::poll_fn;
 use core::net::{Ipv4Addr, SocketAddr};
 use core::task::{Context, Poll, Waker};
@@ -28,6 +28,8 @@ struct Inner {
     sockets: RefCell<Box<dyn HostSockets>>,
     /// Tasks waiting for a socket to become ready.
     waiting: RefCell<BTreeMap<SocketId, Vec<Waker>>>,
+    /// Sockets reported ready while no task waited for them (see [`HostStack::readable`]).
+    fired: RefCell<BTreeSet<SocketId>>,
     bind: Ipv4Addr,
 }
 
@@ -37,6 +39,7 @@ impl HostStack {
         let inner = Rc::new(Inner {
             sockets: RefCell::new(sockets),
             waiting: RefCell::new(BTreeMap::new()),
+            fired: RefCell::new(BTreeSet::new()),
             bind,
         });
         fata::spawn(drive(inner.clone())).detach();
@@ -77,8 +80,32 @@ impl HostStack {
         f(&mut **self.inner.sockets.borrow_mut()).map_err(NetError::from)
     }
 
+    /// Waits for the socket's next readiness report (or returns at once if one came while nobody
+    /// waited). Edge-triggered reports mean a socket read until it came up short reports again
+    /// when more arrives, so the reader can wait here instead of asking the kernel once more.
+    async fn readable(&self, socket: SocketId) {
+        let mut registered = false;
+        poll_fn(|cx: &mut Context<'_>| {
+            if self.inner.fired.borrow_mut().remove(&socket) {
+                return Poll::Ready(());
+            }
+            let mut waiting = self.inner.waiting.borrow_mut();
+            if registered && !waiting.contains_key(&socket) {
+                return Poll::Ready(());
+            }
+            let wakers = waiting.entry(socket).or_default();
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
+            registered = true;
+            Poll::Pending
+        })
+        .await
+    }
+
     fn close(&self, socket: SocketId) {
         self.inner.waiting.borrow_mut().remove(&socket);
+        self.inner.fired.borrow_mut().remove(&socket);
         self.inner.sockets.borrow_mut().close(socket);
     }
 }
@@ -91,11 +118,16 @@ async fn drive(inner: Rc<Inner>) {
         let mut woken = Vec::new();
         {
             let mut waiting = inner.waiting.borrow_mut();
-            inner.sockets.borrow_mut().take_ready(&mut |socket| {
-                if let Some(wakers) = waiting.remove(&socket) {
-                    woken.extend(wakers);
-                }
-            });
+            let mut fired = inner.fired.borrow_mut();
+            inner
+                .sockets
+                .borrow_mut()
+                .take_ready(&mut |socket| match waiting.remove(&socket) {
+                    Some(wakers) => woken.extend(wakers),
+                    None => {
+                        fired.insert(socket);
+                    }
+                });
         }
         woken.into_iter().for_each(Waker::wake);
     }
@@ -214,6 +246,8 @@ pub(crate) struct HostUdp {
     stack: HostStack,
     socket: SocketId,
     port: u16,
+    /// The last batch came up short, so the kernel queue was empty: wait for readiness first.
+    drained: Cell<bool>,
 }
 
 impl HostUdp {
@@ -227,6 +261,7 @@ impl HostUdp {
             stack: stack.clone(),
             socket,
             port,
+            drained: Cell::new(false),
         })
     }
 
@@ -251,13 +286,20 @@ impl HostUdp {
         batch: &mut Datagrams,
         max: usize,
     ) -> Result<usize, NetError> {
-        batch.clear();
         let socket = self.socket;
-        self.stack
+        if self.drained.get() {
+            // Saves the empty recvmmsg a busy server would otherwise make after every batch.
+            self.stack.readable(socket).await;
+        }
+        batch.clear();
+        let received = self
+            .stack
             .call(socket, |s| {
                 s.udp_recv_many(socket, max, &mut |data, from| batch.push(data, from))
             })
-            .await
+            .await?;
+        self.drained.set(received < max);
+        Ok(received)
     }
 
     pub(crate) async fn send_batch(&self, batch: &Datagrams) -> Result<(), NetError> {

@@ -1,9 +1,10 @@
 //! Fata's unix target: the [`Platform`] hooks and devices over Linux.
 //!
 //! An app built without `--cfg fata_target="hvt"` links this crate and runs as an ordinary process:
-//! the console is stdout, clocks are `clock_gettime`, `yield_until` is `ppoll(2)` over the devices'
-//! file descriptors, a network interface is a tap device, a block device is a file and a key-value
-//! store is a directory, and the host's own TCP/IP stack is a [`HostSockets`](fata_platform::HostSockets) device.
+//! the console is stdout, clocks are `clock_gettime`, `yield_until` is one `epoll_pwait2(2)` over
+//! every device's file descriptor, a network interface is a tap device, a block device is a file, a
+//! key-value store is a directory, and the host's own TCP/IP stack is a
+//! [`HostSockets`](fata_platform::HostSockets) device.
 //!
 //! Devices come from environment variables that `fata run --target unix` sets from its options, one
 //! variable per kind, each a comma-separated list of `NAME=VALUE`:
@@ -11,12 +12,12 @@
 
 mod block;
 mod kv;
+mod poller;
 mod sockets;
 mod tap;
 
 use std::io::Write;
-use std::os::fd::RawFd;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use fata_platform::{Device, Platform, ReadySet};
@@ -34,9 +35,6 @@ fn boot() -> Instant {
     static BOOT: OnceLock<Instant> = OnceLock::new();
     *BOOT.get_or_init(Instant::now)
 }
-
-/// File descriptors `yield_until` watches, with the readiness bit of each.
-static WATCHED: Mutex<Vec<(ReadySet, RawFd)>> = Mutex::new(Vec::new());
 
 impl Platform for Unix {
     fn init() {
@@ -81,49 +79,10 @@ impl Platform for Unix {
     }
 
     fn yield_until(interest: ReadySet, deadline_ns: Option<u64>) -> ReadySet {
-        let watched: Vec<(ReadySet, RawFd)> = WATCHED
-            .lock()
-            .map(|w| {
-                w.iter()
-                    .copied()
-                    .filter(|(bit, _)| bit.intersects(interest))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut fds: Vec<libc::pollfd> = watched
-            .iter()
-            .map(|&(_, fd)| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        let timeout = deadline_ns.map(|deadline| {
-            let wait = deadline.saturating_sub(Self::monotonic_ns());
-            libc::timespec {
-                tv_sec: (wait / 1_000_000_000) as libc::time_t,
-                tv_nsec: (wait % 1_000_000_000) as libc::c_long,
-            }
-        });
-        let timeout_ptr = timeout.as_ref().map_or(std::ptr::null(), |t| t as *const _);
-        // SAFETY: `fds` is a live, correctly sized array of pollfd; `timeout_ptr` is null or points
-        // at `timeout`, which outlives the call; a null sigmask keeps the current one.
-        let n = unsafe {
-            libc::ppoll(
-                fds.as_mut_ptr(),
-                fds.len() as _,
-                timeout_ptr,
-                std::ptr::null(),
-            )
-        };
-        if n <= 0 {
-            return ReadySet::EMPTY;
-        }
-        watched
-            .iter()
-            .zip(&fds)
-            .filter(|(_, pfd)| pfd.revents != 0)
-            .fold(ReadySet::EMPTY, |set, ((bit, _), _)| set.union(*bit))
+        let timeout = deadline_ns.map(|deadline| deadline.saturating_sub(Self::monotonic_ns()));
+        // Devices outside `interest` stay ready (taps are level-triggered, socket events are kept).
+        let ready = poller::wait(timeout);
+        ReadySet(ready.0 & interest.0)
     }
 
     fn exit(status: i32) -> ! {
@@ -170,19 +129,14 @@ fn open_devices() -> Result<Vec<Device>, String> {
         let bit = ReadySet::single(index as u32);
         let tap = Tap::open(&tap_name, bit)
             .map_err(|e| format!("cannot open tap device {tap_name:?}: {e} (does it exist, and may this user open /dev/net/tun?)"))?;
-        WATCHED
-            .lock()
-            .map_err(|_| "device table poisoned")?
-            .push((bit, tap.fd()));
+        poller::watch_device(tap.fd(), bit)
+            .map_err(|e| format!("cannot watch tap device {tap_name:?}: {e}"))?;
         devices.push(Device::Net(or_default(name, "service"), Box::new(tap)));
     }
     // The host's own stack is always there, for apps given no network interface.
     let bit = ReadySet::single(devices.len() as u32);
-    let sockets = Sockets::new(bit).map_err(|e| format!("cannot create an epoll instance: {e}"))?;
-    WATCHED
-        .lock()
-        .map_err(|_| "device table poisoned")?
-        .push((bit, sockets.fd()));
+    poller::set_sockets_bit(bit);
+    let sockets = Sockets::new(bit);
     devices.push(Device::Sockets("host".into(), Box::new(sockets)));
     for (name, path) in device_specs("FATA_BLOCK") {
         let block = FileBlock::open(path.as_ref())

@@ -1,16 +1,14 @@
-//! The host's TCP/IP stack as a [`HostSockets`] device: non-blocking sockets watched by one epoll
-//! instance, whose file descriptor is the device's readiness.
+//! The host's TCP/IP stack as a [`HostSockets`] device: non-blocking sockets, watched
+//! edge-triggered by the platform's one epoll instance (see `poller`).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 
 use fata_platform::{DeviceError, HostSockets, ReadySet, SocketId};
 use socket2::{Domain, Socket, Type};
 
-/// Events fetched per `epoll_wait` call.
-const EVENT_BATCH: usize = 256;
 /// Datagrams moved per `recvmmsg`/`sendmmsg` call.
 const DATAGRAM_BATCH: usize = 64;
 /// The largest datagram `udp_recv_many` takes whole (longer ones are truncated, as DNS over UDP
@@ -33,9 +31,8 @@ impl Entry {
     }
 }
 
-/// Non-blocking host sockets, edge-triggered in one epoll instance.
+/// Non-blocking host sockets, watched edge-triggered by the platform's epoll instance.
 pub struct Sockets {
-    epoll: OwnedFd,
     ready: ReadySet,
     entries: HashMap<SocketId, Entry>,
     next_id: SocketId,
@@ -58,50 +55,19 @@ fn error(e: io::Error) -> DeviceError {
 
 impl Sockets {
     /// A new, empty set of sockets whose readiness is `ready`.
-    pub fn new(ready: ReadySet) -> io::Result<Sockets> {
-        // SAFETY: epoll_create1 takes no pointers; a non-negative result is a new descriptor that
-        // nothing else owns, so OwnedFd may take it.
-        let epoll = unsafe {
-            let fd = libc::epoll_create1(libc::EPOLL_CLOEXEC);
-            if fd < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            OwnedFd::from_raw_fd(fd)
-        };
-        Ok(Sockets {
-            epoll,
+    pub fn new(ready: ReadySet) -> Sockets {
+        Sockets {
             ready,
             entries: HashMap::new(),
             next_id: 1,
             batch: vec![0; DATAGRAM_BATCH * DATAGRAM_MAX].into_boxed_slice(),
-        })
-    }
-
-    /// The epoll descriptor, which `yield_until` polls.
-    pub fn fd(&self) -> RawFd {
-        self.epoll.as_raw_fd()
+        }
     }
 
     fn add(&mut self, entry: Entry) -> Result<SocketId, DeviceError> {
         let id = self.next_id;
         self.next_id += 1;
-        let mut event = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
-            u64: id,
-        };
-        // SAFETY: both descriptors are open (owned by `self` and `entry`) and `event` is a valid
-        // epoll_event for the duration of the call.
-        let rc = unsafe {
-            libc::epoll_ctl(
-                self.epoll.as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                entry.fd(),
-                &mut event,
-            )
-        };
-        if rc < 0 {
-            return Err(error(io::Error::last_os_error()));
-        }
+        crate::poller::watch_socket(entry.fd(), id).map_err(error)?;
         self.entries.insert(id, entry);
         Ok(id)
     }
@@ -153,28 +119,8 @@ impl HostSockets for Sockets {
     }
 
     fn take_ready(&mut self, on_ready: &mut dyn FnMut(SocketId)) {
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENT_BATCH];
-        loop {
-            // SAFETY: `events` has room for EVENT_BATCH entries, the count passed; timeout 0 never
-            // blocks.
-            let n = unsafe {
-                libc::epoll_wait(
-                    self.epoll.as_raw_fd(),
-                    events.as_mut_ptr(),
-                    EVENT_BATCH as i32,
-                    0,
-                )
-            };
-            if n <= 0 {
-                return;
-            }
-            for event in &events[..n as usize] {
-                on_ready(event.u64);
-            }
-            if (n as usize) < EVENT_BATCH {
-                return;
-            }
-        }
+        // The platform's wait collected the events: taking them costs no system call.
+        crate::poller::take_socket_events(on_ready);
     }
 
     fn tcp_listen(&mut self, addr: SocketAddr, backlog: u32) -> Result<SocketId, DeviceError> {
