@@ -200,18 +200,23 @@ pub fn build(request: &Request) -> Result<PathBuf, Error> {
 /// linked ELF keeps its symbols for `addr2line` on a fault address.
 fn strip_image(elf: &Path) -> Result<PathBuf, Error> {
     let image = elf.with_extension("hvt");
+    // Strip into a file of this process's own and rename it into place: a monitor already
+    // reading NAME.hvt (another `fata run` of the same app) keeps the whole old file.
+    let fresh = elf.with_extension(format!("hvt.{}", std::process::id()));
     let status = Command::new("strip")
         .arg("--strip-all")
         .arg("-o")
-        .arg(&image)
+        .arg(&fresh)
         .arg(elf)
         .status()
         .map_err(Error::Strip)?;
     if !status.success() {
+        let _ = std::fs::remove_file(&fresh);
         return Err(Error::Strip(std::io::Error::other(format!(
             "strip exited with {status}"
         ))));
     }
+    std::fs::rename(&fresh, &image).map_err(Error::Strip)?;
     Ok(image)
 }
 
