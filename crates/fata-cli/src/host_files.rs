@@ -84,12 +84,17 @@ pub fn prepare(crate_dir: &Path, app_args: &mut [String]) -> Result<Option<PathB
             index += 1;
             let bytes = convert(&path, *conversion)?;
             let stored = dir.join(&key);
-            std::fs::write(&stored, bytes).map_err(|e| {
-                Failure::new(
-                    EXIT_FILES,
-                    format!("cannot write {}: {e}", stored.display()),
-                )
-            })?;
+            // Written aside and renamed into place, so a run of the same app reading it now
+            // never sees half a file.
+            let fresh = dir.join(format!("{key}.{}", std::process::id()));
+            std::fs::write(&fresh, bytes)
+                .and_then(|()| std::fs::rename(&fresh, &stored))
+                .map_err(|e| {
+                    Failure::new(
+                        EXIT_FILES,
+                        format!("cannot write {}: {e}", stored.display()),
+                    )
+                })?;
             app_args[value] = if value == at {
                 format!("{option}={key}")
             } else {
