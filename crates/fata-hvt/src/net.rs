@@ -216,6 +216,11 @@ impl Net for HvtNet {
         Ok(())
     }
 
+    fn can_transmit(&self) -> bool {
+        let consumed = self.rings.consumed(NET_TX_HEADER).load(Ordering::Acquire);
+        self.tx_produced.wrapping_sub(consumed) < self.rings.tx_slots
+    }
+
     fn flush(&mut self) -> Result<(), DeviceError> {
         if core::mem::take(&mut self.unflushed) {
             fence(Ordering::SeqCst);

@@ -138,6 +138,12 @@ pub trait Net {
     fn transmit(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> Result<(), DeviceError>;
     /// Hands all queued frames to the host.
     fn flush(&mut self) -> Result<(), DeviceError>;
+    /// Whether `transmit` has room for a frame now. A stack asks before building a frame, so a
+    /// full queue holds data back (to be sent on a later poll) instead of losing it. Devices whose
+    /// queue never fills keep the default.
+    fn can_transmit(&self) -> bool {
+        true
+    }
 }
 
 /// A block device: fixed-size sectors, read and written several at a time.

@@ -150,6 +150,15 @@ impl phy::Device for Link {
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
+        // A full transmit queue holds the data back in the sockets (sent on a later poll) rather
+        // than building frames only to drop them, which TCP would have to recover from by
+        // retransmission timeouts.
+        if !self.net.can_transmit() {
+            self.flush();
+            if !self.net.can_transmit() {
+                return None;
+            }
+        }
         Some(TxToken {
             net: &mut *self.net,
             stats: &mut self.stats,
