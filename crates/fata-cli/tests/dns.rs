@@ -267,7 +267,7 @@ fn fata_answers_like_nsd() {
     std::fs::write(&zone, zone_text()).unwrap();
     build("apps/dns", "unix");
     let nsd = start_nsd(&ns, dir.path()).expect("nsd starts");
-    let mut command = ns.command(env!("CARGO_BIN_EXE_fata"));
+    let mut command = ns.fata();
     command
         .args([
             "run",
@@ -279,9 +279,7 @@ fn fata_answers_like_nsd() {
             "--zone",
         ])
         .arg(&zone)
-        .args(["--port", &FATA_PORT.to_string()])
-        .current_dir(common::workspace())
-        .env("CARGO_TARGET_DIR", common::apps_target_dir());
+        .args(["--port", &FATA_PORT.to_string()]);
     let mut fata = Running::start(command, "dns: serving");
     let nsd_addr = SocketAddr::from(([127, 0, 0, 1], NSD_PORT));
     let fata_addr = SocketAddr::from(([127, 0, 0, 1], FATA_PORT));

@@ -205,7 +205,7 @@ fn dns_on_hvt_serves_the_zone_from_its_key_value_store() {
     let zone = dir.path().join("kv.zone");
     std::fs::write(&zone, kv_zone()).unwrap();
     let ipv4 = format!("{}/24", ns.guest());
-    let mut command = ns.command(env!("CARGO_BIN_EXE_fata"));
+    let mut command = ns.fata();
     command
         .args([
             "run",
@@ -219,9 +219,7 @@ fn dns_on_hvt_serves_the_zone_from_its_key_value_store() {
             "--zone",
         ])
         .arg(&zone)
-        .args(["--ipv4", &ipv4])
-        .current_dir(common::workspace())
-        .env("CARGO_TARGET_DIR", common::apps_target_dir());
+        .args(["--ipv4", &ipv4]);
     let mut app = Running::start(command, "dns: serving kv.fata");
     let server = SocketAddr::from((ns.guest(), 53));
     ns.run(|| {

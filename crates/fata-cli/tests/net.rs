@@ -158,22 +158,19 @@ fn echo_on_unix_direct_over_a_tap_device() {
     };
     build("apps/echo", "unix");
     let ipv4 = format!("{}/24", ns.guest());
-    let mut command = ns.command(env!("CARGO_BIN_EXE_fata"));
-    command
-        .args([
-            "run",
-            "--release",
-            "--target",
-            "unix",
-            "apps/echo",
-            "--net",
-            "tap0",
-            "--",
-            "--ipv4",
-            &ipv4,
-        ])
-        .current_dir(common::workspace())
-        .env("CARGO_TARGET_DIR", common::apps_target_dir());
+    let mut command = ns.fata();
+    command.args([
+        "run",
+        "--release",
+        "--target",
+        "unix",
+        "apps/echo",
+        "--net",
+        "tap0",
+        "--",
+        "--ipv4",
+        &ipv4,
+    ]);
     let mut app = Running::start(command, "echo: serving");
     check_echo_over_tap(&ns, &mut app);
 }
@@ -188,27 +185,24 @@ fn echo_on_hvt_over_a_tap_device() {
     };
     build("apps/echo", "hvt");
     let ipv4 = format!("{}/24", ns.guest());
-    let mut command = ns.command(env!("CARGO_BIN_EXE_fata"));
-    command
-        .args([
-            "run",
-            "--release",
-            "--target",
-            "hvt",
-            "apps/echo",
-            // 200 connections with their socket buffers take about 25 MiB of heap.
-            "--mem",
-            "96M",
-            "--net",
-            "tap0",
-            "--mac",
-            "02:00:00:00:63:02",
-            "--",
-            "--ipv4",
-            &ipv4,
-        ])
-        .current_dir(common::workspace())
-        .env("CARGO_TARGET_DIR", common::apps_target_dir());
+    let mut command = ns.fata();
+    command.args([
+        "run",
+        "--release",
+        "--target",
+        "hvt",
+        "apps/echo",
+        // 200 connections with their socket buffers take about 25 MiB of heap.
+        "--mem",
+        "96M",
+        "--net",
+        "tap0",
+        "--mac",
+        "02:00:00:00:63:02",
+        "--",
+        "--ipv4",
+        &ipv4,
+    ]);
     let mut app = Running::start(command, "echo: serving");
     check_echo_over_tap(&ns, &mut app);
     // The monitor gave the guest the MAC address asked for.
@@ -230,20 +224,17 @@ fn echo_on_unix_host_sockets() {
         return;
     };
     build("apps/echo", "unix");
-    let mut command = ns.command(env!("CARGO_BIN_EXE_fata"));
-    command
-        .args([
-            "run",
-            "--release",
-            "--target",
-            "unix",
-            "apps/echo",
-            "--",
-            "--bind",
-            "127.0.0.1",
-        ])
-        .current_dir(common::workspace())
-        .env("CARGO_TARGET_DIR", common::apps_target_dir());
+    let mut command = ns.fata();
+    command.args([
+        "run",
+        "--release",
+        "--target",
+        "unix",
+        "apps/echo",
+        "--",
+        "--bind",
+        "127.0.0.1",
+    ]);
     let _app = Running::start(command, "echo: serving");
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 7));
     ns.run(|| {
@@ -297,21 +288,18 @@ fn echo_on_hvt_gets_its_address_from_dhcp() {
         .spawn()
         .expect("dnsmasq starts");
     build("apps/echo", "hvt");
-    let mut command = ns.command(env!("CARGO_BIN_EXE_fata"));
-    command
-        .args([
-            "run",
-            "--release",
-            "--target",
-            "hvt",
-            "apps/echo",
-            "--net",
-            "tap0",
-            "--mem",
-            "64M",
-        ])
-        .current_dir(common::workspace())
-        .env("CARGO_TARGET_DIR", common::apps_target_dir());
+    let mut command = ns.fata();
+    command.args([
+        "run",
+        "--release",
+        "--target",
+        "hvt",
+        "apps/echo",
+        "--net",
+        "tap0",
+        "--mem",
+        "64M",
+    ]);
     let app = Running::start(command, "echo: serving");
     let _ = dnsmasq.kill();
     let _ = dnsmasq.wait();

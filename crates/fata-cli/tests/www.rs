@@ -448,13 +448,11 @@ fn keep_screenshot(shot: &Path, name: &str) -> PathBuf {
 
 fn start_www(ns: &Netns, target: &str, extra: &[&str]) -> Running {
     let ipv4 = format!("{}/24", ns.guest());
-    let mut command = ns.command(env!("CARGO_BIN_EXE_fata"));
+    let mut command = ns.fata();
     command
         .args(["run", "--release", "--target", target, "apps/www"])
         .args(extra)
-        .args(["--net", "tap0", "--", "--ipv4", &ipv4])
-        .current_dir(common::workspace())
-        .env("CARGO_TARGET_DIR", common::apps_target_dir());
+        .args(["--net", "tap0", "--", "--ipv4", &ipv4]);
     Running::start(command, "www: serving")
 }
 

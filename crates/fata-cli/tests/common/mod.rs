@@ -128,6 +128,16 @@ impl Netns {
         command
     }
 
+    /// `fata` run inside the namespace, from the workspace, building apps into the tests' own
+    /// target directory (as [`fata_command`] does outside).
+    pub fn fata(&self) -> Command {
+        let mut command = self.command(env!("CARGO_BIN_EXE_fata"));
+        command
+            .current_dir(workspace())
+            .env("CARGO_TARGET_DIR", apps_target_dir());
+        command
+    }
+
     /// Runs `f` on a thread that has entered the namespace, so its sockets live there.
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         let path = format!("/var/run/netns/{}", self.name);
