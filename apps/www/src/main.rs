@@ -13,7 +13,7 @@ use alloc::boxed::Box;
 use alloc::rc::Rc;
 use core::cell::Cell;
 
-use fata::{Env, Random, Result, println};
+use fata::{Env, Result, println};
 use fata_http::{Limits, Server, Site, Timeouts};
 use fata_net::{Config, Stack, TcpListener, Tuning};
 
@@ -66,15 +66,5 @@ fn stack(env: &mut Env) -> Result<Stack> {
         tcp_backlog: 64,
         ..config.tuning
     };
-    match env.take_net("service") {
-        Ok(net) => {
-            let mut seed = [0u8; 8];
-            env.random().fill(&mut seed);
-            Ok(Stack::new(net, config, u64::from_le_bytes(seed)))
-        }
-        Err(no_net) => match env.take_host_sockets() {
-            Ok(sockets) => Ok(Stack::host(sockets, config.bind)),
-            Err(_) => Err(no_net),
-        },
-    }
+    Stack::from_env_with(env, config)
 }

@@ -43,6 +43,11 @@ impl Stack {
     /// sockets, bound to `--bind ADDR` (default 127.0.0.1).
     pub fn from_env(env: &mut Env) -> Result<Stack, Error> {
         let config = Config::from_env(env)?;
+        Stack::from_env_with(env, config)
+    }
+
+    /// As [`Stack::from_env`], with a configuration the app adjusted (its own buffer sizes, say).
+    pub fn from_env_with(env: &mut Env, config: Config) -> Result<Stack, Error> {
         match env.take_net("service") {
             Ok(net) => {
                 let mut seed = [0u8; 8];
