@@ -26,11 +26,10 @@ use fata_hvt_abi::{
     NET_TX_HEADER, NetRingHeader, NetSlotHeader, PAGE_SIZE, YIELD_FOREVER, doorbell_address,
     net_ring_len, net_rx_slot, net_tx_slot,
 };
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::mem::offset_of;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
@@ -165,10 +164,10 @@ impl Nets {
             if configs[..handle].iter().any(|c| c.name == config.name) {
                 return Err(bad_name("two devices are named NAME"));
             }
-            let tap = open_tap(&config.tap).map_err(fail)?;
+            let tap = fata_tap::open(&config.tap).map_err(fail)?;
             let mac = match config.mac {
                 Some(mac) => mac,
-                None => random_mac().map_err(fail)?,
+                None => fata_tap::random_mac().map_err(fail)?,
             };
             devices.push(Device {
                 name: config.name.clone(),
@@ -646,68 +645,9 @@ fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<()> {
     Ok(())
 }
 
-/// `struct ifreq` as TUNSETIFF reads it: the name and the flags.
-#[repr(C)]
-struct IfReq {
-    name: [u8; libc::IFNAMSIZ],
-    flags: libc::c_short,
-    _pad: [u8; 22],
-}
-
-/// Attaches to the tap interface `name` (`IFF_TAP | IFF_NO_PI`, non-blocking), creating it if it
-/// does not exist.
-fn open_tap(name: &str) -> io::Result<File> {
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "a tap name is 1 to 15 bytes",
-        ));
-    }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open("/dev/net/tun")?;
-    let mut request = IfReq {
-        name: [0; libc::IFNAMSIZ],
-        flags: (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short,
-        _pad: [0; 22],
-    };
-    request.name[..name.len()].copy_from_slice(name.as_bytes());
-    // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which `IfReq` lays out (name then
-    // flags, 40 bytes); the pointer is valid for the whole call.
-    let rc = unsafe {
-        libc::ioctl(
-            file.as_raw_fd(),
-            libc::TUNSETIFF,
-            &mut request as *mut IfReq,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(file)
-}
-
-/// A random unicast, locally administered MAC address.
-fn random_mac() -> io::Result<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    getrandom::fill(&mut mac).map_err(io::Error::other)?;
-    mac[0] = (mac[0] & 0xfe) | 0x02;
-    Ok(mac)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn generated_macs_are_unicast_and_local() {
-        for _ in 0..32 {
-            let mac = random_mac().unwrap();
-            assert_eq!(mac[0] & 0x03, 0x02, "{mac:02x?}");
-        }
-    }
 
     #[test]
     fn rings_sit_below_the_stack_page_aligned() {
@@ -746,7 +686,8 @@ mod tests {
     fn null_file() -> &'static File {
         static NULL: std::sync::OnceLock<File> = std::sync::OnceLock::new();
         NULL.get_or_init(|| {
-            OpenOptions::new()
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .custom_flags(libc::O_NONBLOCK)

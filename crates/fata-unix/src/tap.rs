@@ -1,11 +1,10 @@
 //! A Linux tap device as a [`Net`] interface.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
 
-use fata_platform::{DeviceError, Net, Platform, ReadySet};
+use fata_platform::{DeviceError, Net, ReadySet};
 
 /// Ethernet payload size of a tap device.
 const MTU: usize = 1500;
@@ -23,49 +22,11 @@ pub struct Tap {
     buffer: Box<[u8; FRAME_MAX]>,
 }
 
-/// `struct ifreq` as TUNSETIFF reads it: the name and the flags.
-#[repr(C)]
-struct IfReq {
-    name: [u8; libc::IFNAMSIZ],
-    flags: libc::c_short,
-    _pad: [u8; 22],
-}
-
 impl Tap {
     /// Attaches to the existing or new tap interface `name`; `ready` is its readiness bit.
     pub fn open(name: &str, ready: ReadySet) -> io::Result<Tap> {
-        if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "bad interface name",
-            ));
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open("/dev/net/tun")?;
-        let mut request = IfReq {
-            name: [0; libc::IFNAMSIZ],
-            flags: (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short,
-            _pad: [0; 22],
-        };
-        request.name[..name.len()].copy_from_slice(name.as_bytes());
-        // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which `IfReq` lays out (name then
-        // flags, 40 bytes); the pointer is valid for the whole call.
-        let rc = unsafe {
-            libc::ioctl(
-                file.as_raw_fd(),
-                libc::TUNSETIFF,
-                &mut request as *mut IfReq,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut mac = [0u8; 6];
-        crate::Unix::random_fill(&mut mac);
-        mac[0] = (mac[0] & 0xfe) | 0x02; // unicast, locally administered
+        let file = fata_tap::open(name)?;
+        let mac = fata_tap::random_mac()?;
         Ok(Tap {
             file,
             mac,
