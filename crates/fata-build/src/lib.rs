@@ -110,6 +110,8 @@ pub fn guest_rustflags(link_script: &Path) -> Vec<String> {
         "-Clink-arg=-Wl,--gc-sections",
         "-Clink-arg=-Wl,--build-id=none",
         "-Clink-arg=-Wl,-z,norelro",
+        "-Clink-arg=-Wl,-z,noseparate-code",
+        "-Clink-arg=-Wl,-z,max-page-size=64",
     ]
     .map(String::from)
     .into();
@@ -143,7 +145,7 @@ pub fn build(request: &Request) -> Result<PathBuf, Error> {
         let guest_dir = crate_info_of(&cargo, &manifest)?
             .target_dir
             .join("fata-hvt");
-        let script = guest_dir.join("link.ld");
+        let script = guest_dir.join(link_script_name());
         std::fs::create_dir_all(&guest_dir)
             .and_then(|()| write_if_changed(&script, LINK_SCRIPT))
             .map_err(|e| Error::LinkScript(script.clone(), e))?;
@@ -276,6 +278,15 @@ fn crate_info_of(cargo: &std::ffi::OsStr, manifest: &Path) -> Result<CrateInfo, 
         name: package["name"].as_str().unwrap_or_default().to_string(),
         fata_metadata: package["metadata"]["fata"].clone(),
     })
+}
+
+/// The link script's file name, which carries a hash of its text: a new script changes the
+/// rustflags, so cargo relinks guests built with the old one.
+fn link_script_name() -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    LINK_SCRIPT.hash(&mut hasher);
+    format!("link-{:016x}.ld", hasher.finish())
 }
 
 /// Writes `contents` unless the file already holds them, so its timestamp only moves on change.
