@@ -11,7 +11,9 @@ order for every zone. Peers listen on 127.0.0.1. For a like-for-like path with t
 (reached over a tap device), NSD and Fata unix also run in a network namespace reached over a
 veth pair, and Fata hvt on a tap device in the same namespace.
 
-Usage: python3 bench/dns.py [--seconds S] [--rate QPS] [--sizes 100,1000,10000] [--quick]
+Usage: python3 bench/dns.py [--seconds S] [--rate QPS] [--sizes 100,1000,10000] [--no-hvt]
+                            [--only NAME,NAME]   (servers whose name contains one of the words)
+                            [--fata-args "--coalesce-us 0"]   (extra `fata run` options)
 Prints a table and each ratio to NSD.
 """
 import argparse
@@ -83,6 +85,10 @@ def load(netns, tool, address, queries, seconds, rate=0):
             "--queries", queries, "--seconds", str(seconds), "--rate", str(rate)]
     out = subprocess.run(prefix + ["taskset", "-c", "1"] + argv, capture_output=True, text=True).stdout
     m = re.search(r"([\d.]+) queries/s", out)
+    latency = re.search(r"latency mean (\d+) us, p99 (\d+) us", out)
+    if rate:
+        return (float(m.group(1)) if m else 0.0,
+                (int(latency.group(1)), int(latency.group(2))) if latency else (0, 0))
     return float(m.group(1)) if m else 0.0
 
 
@@ -149,6 +155,8 @@ def main():
     ap.add_argument("--rate", type=int, default=40000)
     ap.add_argument("--sizes", default="100,1000,10000")
     ap.add_argument("--no-hvt", action="store_true")
+    ap.add_argument("--only", default="", help="run only servers whose name contains one of these")
+    ap.add_argument("--fata-args", default="", help="extra `fata run` options, e.g. --coalesce-us 0")
     args = ap.parse_args()
     for tool in ("nsd", "knotd", "named", "dnsperf", "dig"):
         if not shutil.which(tool):
@@ -169,7 +177,8 @@ def main():
             write_queries(queries, size)
             nsd, knot, named = configs(work, zone)
             os.makedirs(os.path.join(work, "knotdb"), exist_ok=True)
-            dns = lambda *extra: [fata, "run", "--release", "--target", "unix", "apps/dns", "--",
+            fata_args = args.fata_args.split()
+            dns = lambda *extra: [fata, "run", "--release", "--target", "unix", *fata_args, "apps/dns", "--",
                                   "--zone", zone, "--port", str(PORT), *extra]
             servers = [
                 ("NSD", ["nsd", "-d", "-c", nsd], "127.0.0.1", None),
@@ -181,10 +190,12 @@ def main():
                 ("Fata unix (veth netns)", dns("--bind", VETH_PEER), VETH_PEER, PEER),
             ]
             if hvt:
-                hvt_cmd = [fata, "run", "--release", "--target", "hvt", "apps/dns", "--net", "tap0",
+                hvt_cmd = [fata, "run", "--release", "--target", "hvt", *fata_args, "apps/dns", "--net", "tap0",
                            "--", "--zone", zone, "--port", str(PORT), "--ipv4", f"{TAP_GUEST}/24"]
                 servers.append(("Fata hvt (tap netns)", hvt_cmd, TAP_GUEST, NS))
                 servers.append(("Fata hvt, no memo", hvt_cmd + ["--no-memo"], TAP_GUEST, NS))
+            wanted = [w for w in args.only.split(",") if w]
+            servers = [s for s in servers if not wanted or any(w in s[0] for w in wanted)]
             for name, argv, address, netns in servers:
                 server = Server(name, argv, lambda: answers(netns, address), netns)
                 client_ns = NS if netns else None
@@ -193,7 +204,8 @@ def main():
                 row["netload"] = load(client_ns, "netload", address, queries, args.seconds)
                 before = tree_cpu_seconds(server.proc.pid)
                 started = time.time()
-                answered = load(client_ns, "netload", address, queries, args.seconds, args.rate)
+                answered, row["latency"] = load(client_ns, "netload", address, queries,
+                                                args.seconds, args.rate)
                 cpu = tree_cpu_seconds(server.proc.pid) - before
                 wall = time.time() - started
                 row["fixed"] = answered
@@ -203,7 +215,8 @@ def main():
                 results[(size, name)] = row
                 print(f"  {size:>6} names  {name:<24} dnsperf {row['dnsperf']:>9.0f}  "
                       f"fata-netload {row['netload']:>9.0f}  at {args.rate}/s: "
-                      f"{row['per_cpu']:>9.0f} q/CPU-s ({row['cpu_share'] * 100:.0f}% CPU)", flush=True)
+                      f"{row['per_cpu']:>9.0f} q/CPU-s ({row['cpu_share'] * 100:.0f}% CPU, "
+                      f"latency mean {row['latency'][0]} us, p99 {row['latency'][1]} us)", flush=True)
     finally:
         teardown_netns(NS, PEER)
         shutil.rmtree(work, ignore_errors=True)
@@ -211,12 +224,13 @@ def main():
     print(f"\nbench/dns: {args.seconds}s per run; servers on CPU 0, load on CPU 1; "
           f"fixed offered rate {args.rate} q/s")
     print(f"{'zone':>6} {'server':<24} {'max q/s':>10} {'(dnsperf)':>10} {'vs NSD':>7} "
-          f"{'q/CPU-s':>10} {'vs NSD':>7}")
+          f"{'q/CPU-s':>10} {'vs NSD':>7} {'latency':>8} {'p99':>6}")
     for (size, name), row in results.items():
-        nsd = results[(size, "NSD (veth netns)" if "netns" in name else "NSD")]
+        nsd = results.get((size, "NSD (veth netns)" if "netns" in name else "NSD"), row)
         best, nsd_best = max(row["netload"], row["dnsperf"]), max(nsd["netload"], nsd["dnsperf"])
         print(f"{size:>6} {name:<24} {best:>10.0f} {row['dnsperf']:>10.0f} {best / nsd_best:>6.2f}x "
-              f"{row['per_cpu']:>10.0f} {row['per_cpu'] / nsd['per_cpu']:>6.2f}x")
+              f"{row['per_cpu']:>10.0f} {row['per_cpu'] / nsd['per_cpu']:>6.2f}x "
+              f"{row['latency'][0]:>5} us {row['latency'][1]:>3} us")
 
 
 if __name__ == "__main__":
