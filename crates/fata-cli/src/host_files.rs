@@ -15,7 +15,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::Failure;
 
@@ -31,10 +31,12 @@ enum Conversion {
     DnsZone,
 }
 
-/// Prepares the host files `app_args` name; returns the directory to hand to the app as its
-/// `files` store, or `None` when the app declares no host files.
-pub fn prepare(crate_dir: &Path, app_args: &mut [String]) -> Result<Option<PathBuf>, Failure> {
-    let info = fata_build::crate_info(crate_dir).map_err(|e| Failure::new(EXIT_FILES, e))?;
+/// Prepares the host files `app_args` name for the app `info` describes; returns the directory
+/// to hand to the app as its `files` store, or `None` when the app declares no host files.
+pub fn prepare(
+    info: &fata_build::CrateInfo,
+    app_args: &mut [String],
+) -> Result<Option<PathBuf>, Failure> {
     let Some(declared) = info.fata_metadata["host-files"].as_object() else {
         return Ok(None);
     };

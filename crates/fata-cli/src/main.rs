@@ -19,6 +19,7 @@ mod new;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use fata_build::Target;
@@ -94,6 +95,11 @@ struct RunArgs {
     /// Print the monitor's counters (exits, time) when the guest ends (hvt).
     #[arg(long)]
     stats: bool,
+    /// While packets keep arriving faster than the app wakes for them, wake it at most once per
+    /// this many microseconds, so each wake-up serves a batch (default: the app's
+    /// `[package.metadata.fata] coalesce-us`, else 0: wake at once for every packet).
+    #[arg(long, value_name = "MICROSECONDS")]
+    coalesce_us: Option<u64>,
     /// The app's own arguments, after `--`.
     #[arg(last = true)]
     app_args: Vec<String>,
@@ -177,8 +183,14 @@ fn build_app(path: &Path, options: &BuildOptions) -> Result<PathBuf, Failure> {
 
 fn run_app(mut run: RunArgs) -> Result<ExitCode, Failure> {
     let is_image = run.path.is_file();
-    if !is_image && let Some(dir) = host_files::prepare(&run.path, &mut run.app_args)? {
-        run.kv.push(format!("files={}", dir.display()));
+    if !is_image {
+        let info = fata_build::crate_info(&run.path).map_err(|e| Failure::new(EXIT_BUILD, e))?;
+        if let Some(dir) = host_files::prepare(&info, &mut run.app_args)? {
+            run.kv.push(format!("files={}", dir.display()));
+        }
+        if run.coalesce_us.is_none() {
+            run.coalesce_us = declared_coalesce_us(&info)?;
+        }
     }
     let target = run
         .build
@@ -221,6 +233,9 @@ fn run_unix(executable: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
         if !specs.is_empty() {
             command.env(variable, specs.join(","));
         }
+    }
+    if let Some(us) = run.coalesce_us {
+        command.env("FATA_COALESCE_US", us.to_string());
     }
     let error = command.exec();
     Err(Failure::new(
@@ -283,6 +298,7 @@ fn run_hvt(image: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
         stats: run.stats,
         nets,
         kvs,
+        net_coalesce: Duration::from_micros(run.coalesce_us.unwrap_or(0)),
     };
     match fata_monitor::run(image, &config) {
         Ok(exit) => Ok(ExitCode::from(exit.status as u8)),
@@ -291,6 +307,25 @@ fn run_hvt(image: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
             Err(Failure::new(status, error))
         }
     }
+}
+
+/// The app's own coalescing interval, `[package.metadata.fata] coalesce-us = N`: an app that
+/// serves many independent clients (a DNS server) trades a little latency under load for fewer
+/// wake-ups; `--coalesce-us` overrides it.
+fn declared_coalesce_us(info: &fata_build::CrateInfo) -> Result<Option<u64>, Failure> {
+    let declared = &info.fata_metadata["coalesce-us"];
+    if declared.is_null() {
+        return Ok(None);
+    }
+    declared.as_u64().map(Some).ok_or_else(|| {
+        Failure::new(
+            EXIT_BUILD,
+            format!(
+                "{}: [package.metadata.fata] coalesce-us = {declared}: give a number of microseconds",
+                info.name
+            ),
+        )
+    })
 }
 
 /// Parses six hex bytes separated by `:` or `-`.

@@ -14,9 +14,10 @@
 //!   window has no memory behind it, so the store traps to the monitor, which reads the struct, writes
 //!   back the fields marked *out*, and resumes the guest after the store.
 //! - **Network devices.** Each [`DeviceKind::Net`] entry of the boot info describes rings in guest
-//!   RAM ([`NetRingHeader`], slots of [`NET_SLOT_SIZE`] bytes) that the guest and a monitor I/O
-//!   thread fill and drain without exits, and a doorbell address ([`doorbell_address`]) the guest
-//!   stores to when the monitor's I/O thread sleeps ([`NetRingHeader::waiting`]).
+//!   RAM ([`NetRingHeader`], slots of [`NET_SLOT_SIZE`] bytes) that the guest fills and drains
+//!   without exits; the monitor moves frames between them and the host whenever the guest exits to
+//!   it (every [`Hypercall::Yield`]), and the guest stores to the device's doorbell
+//!   ([`doorbell_address`]) to have a full transmit ring sent at once.
 //! - **Key-value stores.** Each [`DeviceKind::Kv`] entry describes a read-only region of guest RAM
 //!   holding a sorted index ([`KvHeader`], [`KvEntry`]) and the values; the guest reads it in place
 //!   through [`KvRegion`], with no hypercall.
@@ -40,8 +41,9 @@ use core::mem::{offset_of, size_of};
 /// [`Hypercall::Exit`] and the layout of [`ExitArgs`].
 ///
 /// History: 1 had no devices; 2 added network devices; 3 added read-only key-value stores
-/// ([`DeviceKind::Kv`]).
-pub const ABI_VERSION: u32 = 3;
+/// ([`DeviceKind::Kv`]); 4 moved network rings to exit-driven service (the monitor moves frames on
+/// `Yield` and doorbell exits; the rings' `waiting` flag became reserved).
+pub const ABI_VERSION: u32 = 4;
 
 /// Guest-physical (= virtual) address where the image's first segment may start: 1 MiB.
 /// Everything below belongs to the monitor (page tables, GDT, boot info, command line).
@@ -65,9 +67,9 @@ pub const HYPERCALL_BASE: u64 = 0xFFFF_F000;
 pub const HYPERCALL_WINDOW_SIZE: u64 = 0x1000;
 
 /// Guest-physical base of the doorbell window, the page below the hypercall window: no RAM is behind
-/// it either. A store of any width to [`doorbell_address`]`(handle)` wakes the monitor's I/O thread
-/// of device `handle` (KVM signals an eventfd without leaving the kernel; a monitor that cannot
-/// register one takes the exit and does the same).
+/// it either. A store of any width to [`doorbell_address`]`(handle)` exits to the monitor, which
+/// sends every frame on device `handle`'s transmit ring (and fills its receive ring) before it
+/// resumes the guest. The guest rings it when its transmit ring is full.
 pub const DOORBELL_BASE: u64 = 0xFFFF_E000;
 
 /// Size of the doorbell window: one 8-byte slot per device handle.
@@ -161,8 +163,10 @@ pub enum Hypercall {
     Exit = 1,
     /// Write bytes to the console (the monitor's stdout). Arguments: [`ConsoleWriteArgs`].
     ConsoleWrite = 2,
-    /// Block until a device in the interest set is ready (a network device: its receive ring holds
-    /// a frame) or the timeout passes. Arguments: [`YieldArgs`].
+    /// Move every network device's frames (send the published transmit frames, fill the receive
+    /// rings), then block until a device in the interest set is ready (a network device: its
+    /// receive ring holds a frame) or the timeout passes; a timeout of 0 only moves frames.
+    /// Arguments: [`YieldArgs`].
     Yield = 3,
     /// Reserved: network devices need no hypercall (their rings and doorbells work without one);
     /// monitors end the guest with an ABI violation.
@@ -369,11 +373,12 @@ pub struct BootInfo {
 /// fills slot `produced`, then publishes it by storing `produced + 1` (release); the consumer reads
 /// slots up to `produced` (acquire), then frees them by storing `consumed`.
 ///
-/// The guest produces on the transmit ring and consumes on the receive ring; the monitor's I/O
-/// thread does the opposite. Only the I/O thread sleeps on a ring: before it sleeps it sets
-/// `waiting`, fences and checks the ring once more. After the guest moves its index it fences and
-/// reads `waiting`; if it is set the guest stores to the device's doorbell. The guest waits for
-/// received frames with [`Hypercall::Yield`] only.
+/// The guest produces on the transmit ring and consumes on the receive ring; the monitor does the
+/// opposite, on the guest's exits: at every [`Hypercall::Yield`] it sends the published transmit
+/// frames and reads what the host has into free receive slots, before it decides whether to
+/// sleep; a doorbell store does the same for one device. Nothing touches the rings while the guest
+/// runs, so neither side needs a wake-up protocol. The guest waits for received frames with
+/// [`Hypercall::Yield`] only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C, align(64))]
 pub struct NetRingHeader {
@@ -385,9 +390,8 @@ pub struct NetRingHeader {
     pub consumed: u32,
     /// Padding to the next cache line.
     pub pad1: [u32; 15],
-    /// Nonzero while the monitor's I/O thread sleeps until the guest moves this ring: transmit
-    /// frames published, receive slots freed. Written by the monitor only.
-    pub waiting: u32,
+    /// Reserved; zero (version 3's `waiting` flag).
+    pub reserved: u32,
     /// Padding to the next cache line.
     pub pad2: [u32; 15],
 }
@@ -812,7 +816,7 @@ mod tests {
         assert_eq!(size_of::<NetRingHeader>(), 192);
         assert_eq!(offset_of!(NetRingHeader, produced), 0);
         assert_eq!(offset_of!(NetRingHeader, consumed), 64);
-        assert_eq!(offset_of!(NetRingHeader, waiting), 128);
+        assert_eq!(offset_of!(NetRingHeader, reserved), 128);
         assert_eq!(size_of::<NetSlotHeader>(), 8);
         assert_eq!(offset_of!(NetSlotHeader, flags), 4);
         assert_eq!(size_of::<KvHeader>(), 8);

@@ -54,7 +54,7 @@ pub fn exit(status: i32) -> ! {
     }
 }
 
-/// Stores to a device's doorbell: KVM signals the monitor's I/O thread without an exit.
+/// Stores to a device's doorbell: exits to the monitor, which sends the device's transmit ring.
 pub fn doorbell(addr: u64) {
     // SAFETY: `addr` is a doorbell from the boot info, in the doorbell window the monitor maps for
     // this purpose and which no Rust object occupies; the store has no other effect on memory.

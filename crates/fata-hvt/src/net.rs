@@ -1,14 +1,15 @@
 //! Network devices over the rings the monitor shares in guest RAM (layout in `fata-hvt-abi`).
 //!
 //! Receiving reads frames straight out of the receive ring and frees their slots; transmitting
-//! fills the next transmit slot in place and publishes it. Neither exits: the monitor's I/O thread
-//! polls the rings. The guest stores to the device's doorbell only when it sees the I/O thread's
-//! `waiting` flag after moving an index (a store KVM turns into an eventfd signal, not an exit).
+//! fills the next transmit slot in place and publishes it. Neither exits: the monitor moves the
+//! frames at the guest's next `Yield`, so a busy guest sends and receives in batches. Only a full
+//! transmit ring makes the guest store to the device's doorbell, an exit in which the monitor sends
+//! the ring at once.
 
 use crate::{boot, hypercall};
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, Ordering, fence};
+use core::sync::atomic::{AtomicU32, Ordering};
 use fata_hvt_abi::{
     BootInfo, DeviceKind, MAX_DEVICES, NET_FRAME_MAX, NET_FRAME_MIN, NET_RX_HEADER, NET_SLOTS_MAX,
     NET_TX_HEADER, NetRingHeader, NetSlotHeader, net_ring_len, net_rx_slot, net_tx_slot,
@@ -88,21 +89,24 @@ impl Rings {
         self.index(header, core::mem::offset_of!(NetRingHeader, consumed))
     }
 
-    fn waiting(&self, header: u64) -> &AtomicU32 {
-        self.index(header, core::mem::offset_of!(NetRingHeader, waiting))
-    }
-
     /// Whether the receive ring holds a frame.
     fn has_frames(&self) -> bool {
         self.produced(NET_RX_HEADER).load(Ordering::Acquire)
             != self.consumed(NET_RX_HEADER).load(Ordering::Relaxed)
     }
 
-    /// Wakes the monitor's I/O thread if it sleeps on `header`'s ring (call after a fence).
-    fn kick_if_waiting(&self, header: u64) {
-        if self.waiting(header).load(Ordering::Relaxed) != 0 {
-            hypercall::doorbell(self.doorbell);
+    /// Whether the transmit ring has a free slot after the guest's `produced` frames; when it has
+    /// none, rings the doorbell (the monitor sends the ring) and looks again.
+    fn tx_room(&self, produced: u32) -> bool {
+        let has_room = || {
+            let consumed = self.consumed(NET_TX_HEADER).load(Ordering::Acquire);
+            produced.wrapping_sub(consumed) < self.tx_slots
+        };
+        if has_room() {
+            return true;
         }
+        hypercall::doorbell(self.doorbell);
+        has_room()
     }
 }
 
@@ -119,7 +123,6 @@ pub struct HvtNet {
     rings: Rings,
     rx_consumed: u32,
     tx_produced: u32,
-    unflushed: bool,
 }
 
 impl HvtNet {
@@ -129,7 +132,6 @@ impl HvtNet {
             rx_consumed: rings.consumed(NET_RX_HEADER).load(Ordering::Relaxed),
             tx_produced: rings.produced(NET_TX_HEADER).load(Ordering::Relaxed),
             rings,
-            unflushed: false,
         }
     }
 
@@ -181,8 +183,6 @@ impl Net for HvtNet {
             rings
                 .consumed(NET_RX_HEADER)
                 .store(self.rx_consumed, Ordering::Release);
-            fence(Ordering::SeqCst);
-            rings.kick_if_waiting(NET_RX_HEADER);
         }
         Ok(count)
     }
@@ -192,8 +192,7 @@ impl Net for HvtNet {
             return Err(DeviceError::InvalidArgument);
         }
         let rings = &self.rings;
-        let consumed = rings.consumed(NET_TX_HEADER).load(Ordering::Acquire);
-        if self.tx_produced.wrapping_sub(consumed) >= rings.tx_slots {
+        if !rings.tx_room(self.tx_produced) {
             return Err(DeviceError::WouldBlock);
         }
         let offset = net_tx_slot(rings.rx_slots, rings.tx_slots, self.tx_produced);
@@ -212,20 +211,16 @@ impl Net for HvtNet {
         self.rings
             .produced(NET_TX_HEADER)
             .store(self.tx_produced, Ordering::Release);
-        self.unflushed = true;
         Ok(())
     }
 
     fn can_transmit(&self) -> bool {
-        let consumed = self.rings.consumed(NET_TX_HEADER).load(Ordering::Acquire);
-        self.tx_produced.wrapping_sub(consumed) < self.rings.tx_slots
+        self.rings.tx_room(self.tx_produced)
     }
 
+    /// Nothing to do: published frames leave at the guest's next exit (a `Yield`, or the doorbell
+    /// when the ring fills), which batches them with everything else the guest sends meanwhile.
     fn flush(&mut self) -> Result<(), DeviceError> {
-        if core::mem::take(&mut self.unflushed) {
-            fence(Ordering::SeqCst);
-            self.rings.kick_if_waiting(NET_TX_HEADER);
-        }
         Ok(())
     }
 }

@@ -18,8 +18,7 @@ pub enum Exit {
         /// Where its argument struct is.
         args: Gpa,
     },
-    /// A store to the doorbell window reached the monitor (no eventfd took it): ring doorbell
-    /// `slot`'s device if it has one.
+    /// A store to the doorbell window: send device `slot`'s transmit ring, if it has one.
     Doorbell {
         /// The slot in the window (the device handle).
         slot: u64,

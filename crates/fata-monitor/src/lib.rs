@@ -10,12 +10,11 @@
 //!    page tables map read-only;
 //! 3. create the VM ([`vm`]): the vCPU starts at the entry point at CPL3 with paging, long mode and
 //!    SSE already on;
-//! 4. start one I/O thread per network device ([`net`]): it moves frames between the device's
-//!    tap and its rings in guest RAM, woken by the guest's doorbell (KVM_IOEVENTFD), and confines
-//!    itself first;
-//! 5. confine the thread with a seccomp allow-list ([`seccomp`]);
-//! 6. run the vCPU loop, decoding each exit ([`exit::decode`], pure) and serving hypercalls
-//!    ([`hypercall`]), until the guest exits, faults or breaks the ABI.
+//! 4. confine the thread with a seccomp allow-list ([`seccomp`]);
+//! 5. run the vCPU loop, decoding each exit ([`exit::decode`], pure) and serving hypercalls
+//!    ([`hypercall`]), until the guest exits, faults or breaks the ABI. Network devices ([`net`])
+//!    are served on the guest's exits: each `Yield` moves frames between the taps and the rings in
+//!    guest RAM before it sleeps.
 //!
 //! Every guest address and length passes through one checked accessor, [`memory::GuestRam::slice`].
 //! A hostile guest ends the run with an [`Error`]; it never panics the monitor or reaches host
@@ -82,6 +81,10 @@ pub struct Config {
     /// Read-only key-value stores, each a host directory (with the network interfaces, at most
     /// `MAX_DEVICES`).
     pub kvs: Vec<KvConfig>,
+    /// While frames arrive faster than the guest exits for them, resume it at most once per this
+    /// interval, so that one exit serves a batch (interrupt coalescing, see
+    /// [`fata_platform::COALESCE_BELOW`]); zero, the default, resumes it at once.
+    pub net_coalesce: Duration,
 }
 
 impl Default for Config {
@@ -92,6 +95,7 @@ impl Default for Config {
             stats: false,
             nets: Vec::new(),
             kvs: Vec::new(),
+            net_coalesce: Duration::ZERO,
         }
     }
 }
@@ -141,7 +145,7 @@ pub fn run_with_console(
 ) -> Result<GuestExit, Error> {
     let start = Instant::now();
     let stack_bottom = layout::stack_bottom(config.mem_bytes)?;
-    let mut nets = Nets::open(&config.nets)?;
+    let mut nets = Nets::open(&config.nets, config.net_coalesce)?;
     let net_names: Vec<&str> = config.nets.iter().map(|n| n.name.as_str()).collect();
     let mut kvs = Kvs::scan(&config.kvs, &net_names)?;
     let rings_bottom = nets.place(stack_bottom);
@@ -166,9 +170,6 @@ pub fn run_with_console(
     kvs.write(&ram)?;
     let cmdline_len = layout::write_args(&ram, &config.args)?;
     let mut vm = vm::Vm::new(&ram, parsed.entry, config.mem_bytes)?;
-    for (addr, event) in nets.doorbells() {
-        vm.register_doorbell(addr, event)?;
-    }
     let clock = vm.boot_clock()?;
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| Error::VmSetup {
@@ -206,28 +207,27 @@ pub fn run_with_console(
     };
     let mut exits = 0;
     let mut setup = Duration::ZERO;
-    let result = std::thread::scope(|scope| {
-        // The I/O threads end when the run does, however it ends.
-        let _stop = StopOnDrop(&nets);
-        nets.spawn(scope, &ram)?;
-        seccomp::confine().map_err(|e| Error::VmSetup {
+    let result = seccomp::confine()
+        .map_err(|e| Error::VmSetup {
             what: "installing the seccomp filter",
             source: std::io::Error::other(e),
-        })?;
-        setup = start.elapsed();
-        vm.run(&mut handler, &mut exits)
-    });
+        })
+        .and_then(|()| {
+            setup = start.elapsed();
+            vm.run(&mut handler, &mut exits)
+        });
     if config.stats {
         let c = handler.counts;
         let first = handler
             .first_call
             .map_or(0.0, |t| (t - start).as_secs_f64() * 1e3);
         eprintln!(
-            "fata-monitor: {exits} exits (console {}, {} bytes; yield {}); setup {:.3} ms, first \
+            "fata-monitor: {exits} exits (console {}, {} bytes; yield {}, {} of them polls); setup {:.3} ms, first \
              hypercall {first:.3} ms, total {:.3} ms after start",
             c.console,
             c.console_bytes,
             c.yields,
+            c.polls,
             setup.as_secs_f64() * 1e3,
             start.elapsed().as_secs_f64() * 1e3,
         );
@@ -245,13 +245,13 @@ pub fn run_with_console(
             let frames = n.frames_in + n.frames_out;
             eprintln!(
                 "fata-monitor: net: {} frames in ({} bytes), {} frames out ({} bytes); {:.1} \
-                 frames per exit; {} I/O thread wakeups, {} doorbell exits; dropped {} in, {} out",
+                 frames per exit; {} sleeps in yield, {} doorbell exits; dropped {} in, {} out",
                 n.frames_in,
                 n.bytes_in,
                 n.frames_out,
                 n.bytes_out,
                 frames as f64 / exits.max(1) as f64,
-                n.wakeups,
+                n.sleeps,
                 c.doorbell_exits,
                 n.dropped_in,
                 n.dropped_out,
@@ -260,15 +260,6 @@ pub fn run_with_console(
     }
     drop(vm);
     result.map(|status| GuestExit { status })
-}
-
-/// Stops the network I/O threads when dropped.
-struct StopOnDrop<'a>(&'a Nets);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.stop();
-    }
 }
 
 fn read_image(path: &Path, mem_bytes: u64) -> Result<Vec<u8>, Error> {

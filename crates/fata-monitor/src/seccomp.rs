@@ -1,10 +1,8 @@
 //! The seccomp allow-list the monitor confines itself to once the VM is set up.
 //!
 //! From then on the thread that runs the guest may only run the vCPU (`KVM_RUN`, `KVM_GET_REGS`),
-//! write the console, sleep (also on an eventfd, with `ppoll`), read and write eventfds, read the
-//! clock, manage its own heap (no executable mappings) and exit. Each network I/O thread confines
-//! itself with a smaller list ([`confine_io`]): read and write its tap and eventfds, `ppoll`, the
-//! clock, its heap, and exit; no ioctl at all.
+//! write the console, read and write the network devices' taps (served on the guest's exits), sleep
+//! (`ppoll` on the taps), read the clock, manage its own heap (no executable mappings) and exit.
 //! Any other system call fails with `EPERM`: a failing call surfaces as a clear error rather than
 //! a killed process, and it still cannot reach anything outside the allow-list. The filter applies
 //! to the calling thread (and threads it starts later), for the rest of its life.
@@ -45,24 +43,6 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_exit_group,
 ];
 
-/// The system calls a network I/O thread may make with any arguments.
-const ALLOWED_IO: &[libc::c_long] = &[
-    libc::SYS_read,
-    libc::SYS_write,
-    libc::SYS_ppoll,
-    libc::SYS_clock_gettime,
-    libc::SYS_futex,
-    libc::SYS_sched_yield,
-    libc::SYS_brk,
-    libc::SYS_munmap,
-    libc::SYS_madvise,
-    libc::SYS_rt_sigreturn,
-    libc::SYS_rt_sigprocmask,
-    libc::SYS_sigaltstack,
-    libc::SYS_exit,
-    libc::SYS_exit_group,
-];
-
 /// Builds the filter of the vCPU thread.
 pub fn filter() -> Result<BpfProgram, seccompiler::Error> {
     let arg = |index, op, value| SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value);
@@ -75,11 +55,6 @@ pub fn filter() -> Result<BpfProgram, seccompiler::Error> {
         ],
     );
     build(rules)
-}
-
-/// Builds the filter of a network I/O thread.
-pub fn io_filter() -> Result<BpfProgram, seccompiler::Error> {
-    build(with_heap(ALLOWED_IO)?)
 }
 
 /// `allowed` with any arguments, plus `mmap` for the heap (no executable mappings).
@@ -110,11 +85,6 @@ fn build(rules: BTreeMap<i64, Vec<SeccompRule>>) -> Result<BpfProgram, seccompil
 /// Confines the calling thread to the allow-list.
 pub fn confine() -> Result<(), seccompiler::Error> {
     seccompiler::apply_filter(&filter()?)
-}
-
-/// Confines the calling network I/O thread to its allow-list.
-pub fn confine_io() -> Result<(), seccompiler::Error> {
-    seccompiler::apply_filter(&io_filter()?)
 }
 
 #[cfg(test)]
@@ -152,21 +122,6 @@ mod tests {
             let v = vec![0u8; 1 << 20];
             assert_eq!(v.len(), 1 << 20);
             println!("still allowed: write");
-        })
-        .join()
-        .unwrap();
-        std::thread::spawn(|| {
-            confine_io().unwrap();
-            let err = std::fs::File::open("/dev/null").unwrap_err();
-            assert_eq!(err.raw_os_error(), Some(libc::EPERM));
-            // SAFETY: KVM_RUN on an invalid descriptor touches no memory; only the errno matters.
-            let rc = unsafe { libc::ioctl(-1, KVM_RUN as _) };
-            assert_eq!(rc, -1);
-            assert_eq!(
-                std::io::Error::last_os_error().raw_os_error(),
-                Some(libc::EPERM),
-                "an I/O thread makes no ioctl"
-            );
         })
         .join()
         .unwrap();

@@ -7,8 +7,7 @@ use crate::hypercall::{Action, Handler, Stop};
 use crate::layout;
 use crate::memory::GuestRam;
 use kvm_bindings::{Msrs, kvm_msr_entry, kvm_regs, kvm_segment, kvm_userspace_memory_region};
-use kvm_ioctls::{IoEventAddress, Kvm, NoDatamatch, VcpuFd, VmFd};
-use vmm_sys_util::eventfd::EventFd;
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 
 const CR0_PE: u64 = 1;
 const CR0_MP: u64 = 1 << 1;
@@ -52,7 +51,7 @@ pub fn kvm_open_error(errno: i32) -> Error {
 /// A VM with its vCPU. Fields drop in order: the vCPU and VM before the RAM they map.
 pub struct Vm {
     vcpu: VcpuFd,
-    vm: VmFd,
+    _vm: VmFd,
     _kvm: Kvm,
 }
 
@@ -151,16 +150,9 @@ impl Vm {
         vcpu.set_regs(&regs).map_err(setup("setting registers"))?;
         Ok(Vm {
             vcpu,
-            vm,
+            _vm: vm,
             _kvm: kvm,
         })
-    }
-
-    /// Makes a guest store of any width to `addr` signal `event` inside KVM, without an exit.
-    pub fn register_doorbell(&self, addr: u64, event: &EventFd) -> Result<(), Error> {
-        self.vm
-            .register_ioevent(event, &IoEventAddress::Mmio(addr), NoDatamatch)
-            .map_err(setup("registering a doorbell (KVM_IOEVENTFD)"))
     }
 
     /// Reads the TSC frequency and pairs the guest's TSC with the host's wall clock.
@@ -228,12 +220,6 @@ impl Vm {
                 Ok(Action::Continue) if crate::stop_signal().is_some() => {
                     let signal = crate::stop_signal().unwrap_or(0);
                     return Err(Error::Stopped { signal });
-                }
-                Ok(Action::Continue) if handler.nets.failed() => {
-                    match handler.nets.take_failure() {
-                        Some(failure) => Stop::from(failure),
-                        None => continue,
-                    }
                 }
                 Ok(Action::Continue) => continue,
                 Ok(Action::Exit(status)) => return Ok(status),

@@ -11,6 +11,7 @@
 //! `FATA_NET="service=tap0"`, `FATA_BLOCK="storage=disk.img"`, `FATA_KV="data=./site"`.
 
 mod block;
+mod coalesce;
 mod kv;
 mod poller;
 mod sockets;
@@ -81,8 +82,7 @@ impl Platform for Unix {
     fn yield_until(interest: ReadySet, deadline_ns: Option<u64>) -> ReadySet {
         let timeout = deadline_ns.map(|deadline| deadline.saturating_sub(Self::monotonic_ns()));
         // Devices outside `interest` stay ready (taps are level-triggered, socket events are kept).
-        let ready = poller::wait(timeout);
-        ReadySet(ready.0 & interest.0)
+        coalesce::wait(interest, timeout, Self::monotonic_ns)
     }
 
     fn exit(status: i32) -> ! {

@@ -139,6 +139,7 @@ impl HostSockets for Sockets {
             return Err(DeviceError::InvalidArgument);
         };
         let (stream, peer) = l.accept().map_err(error)?;
+        crate::coalesce::received(1);
         stream.set_nonblocking(true).map_err(error)?;
         stream.set_nodelay(true).map_err(error)?;
         Ok((self.add(Entry::Stream(stream))?, peer))
@@ -169,7 +170,9 @@ impl HostSockets for Sockets {
     }
 
     fn tcp_recv(&mut self, socket: SocketId, buf: &mut [u8]) -> Result<usize, DeviceError> {
-        self.stream(socket)?.read(buf).map_err(error)
+        let n = self.stream(socket)?.read(buf).map_err(error)?;
+        crate::coalesce::received(1);
+        Ok(n)
     }
 
     fn tcp_send(&mut self, socket: SocketId, buf: &[u8]) -> Result<usize, DeviceError> {
@@ -205,7 +208,9 @@ impl HostSockets for Sockets {
         socket: SocketId,
         buf: &mut [u8],
     ) -> Result<(usize, SocketAddr), DeviceError> {
-        self.datagram(socket)?.recv_from(buf).map_err(error)
+        let received = self.datagram(socket)?.recv_from(buf).map_err(error)?;
+        crate::coalesce::received(1);
+        Ok(received)
     }
 
     fn udp_send_to(
@@ -268,6 +273,7 @@ impl HostSockets for Sockets {
             return Err(error(io::Error::last_os_error()));
         }
         let received = received as usize;
+        crate::coalesce::received(received);
         for (i, header) in headers.iter().take(received).enumerate() {
             let len = (header.msg_len as usize).min(DATAGRAM_MAX);
             if let Some(from) = socket_addr(&addrs[i]) {

@@ -71,6 +71,7 @@ impl Net for Tap {
                 Err(_) => return Err(DeviceError::Io),
             }
         }
+        crate::coalesce::received(count);
         Ok(count)
     }
 
