@@ -2,8 +2,10 @@
 """bench/boot: how fast a Fata unikernel boots, against the same app as a Linux process.
 
 Measures, over RUNS runs each (default 50, at least 20), interleaved:
-  - hvt:  whole-process time of `fata run hello.hvt -- --count 1 --interval-ms 0` (spawn to exit),
-          and the monitor's own split from --stats (set-up, first hypercall);
+  - hvt:  whole-process time of `fata run hello.hvt -- --count 1 --interval-ms 0` (posix_spawn to
+          waitpid), with the fata command as scripts/install builds it (static) and as
+          target/release/fata (dynamic), and the monitor's own split from --stats (set-up, first
+          hypercall);
   - unix: the same app as a process, `fata run --target unix IMAGE -- --count 1 --interval-ms 0`,
           and the app executable started directly;
 and prints median/min/max, the ratios, and the size of the (stripped) image `fata build` makes.
@@ -29,18 +31,28 @@ def sh(*args):
 def build():
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "fata-cli"], cwd=ROOT, check=True)
     fata = os.path.join(ROOT, "target/release/fata")
+    installed = sh("bash", "scripts/install", "--print-path").strip()
     hvt = sh(fata, "build", "--release", "--target", "hvt", "apps/hello").splitlines()[-1]
     unix = sh(fata, "build", "--release", "--target", "unix", "apps/hello").splitlines()[-1]
-    return fata, hvt, unix
+    return installed, fata, hvt, unix
 
 
 def timed(cmd):
+    """Runs `cmd` with stdout and stderr on pipes; returns (milliseconds, stderr)."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    actions = [(os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)]
     start = time.perf_counter_ns()
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    pid = os.posix_spawn(cmd[0], cmd, os.environ, file_actions=actions)
+    _, status = os.waitpid(pid, 0)
     took = (time.perf_counter_ns() - start) / 1e6
-    if out.returncode != 0 or out.stdout != "hello\n":
-        sys.exit(f"unexpected result from {cmd}: {out.returncode} {out.stdout!r} {out.stderr!r}")
-    return took, out.stderr
+    os.close(out_w)
+    os.close(err_w)
+    with os.fdopen(out_r) as out, os.fdopen(err_r) as err:
+        stdout, stderr = out.read(), err.read()
+    if os.waitstatus_to_exitcode(status) != 0 or stdout != "hello\n":
+        sys.exit(f"unexpected result from {cmd}: {status} {stdout!r} {stderr!r}")
+    return took, stderr
 
 
 def summary(name, values):
@@ -49,11 +61,12 @@ def summary(name, values):
 
 
 def main():
-    fata, image, unix = build()
+    installed, fata, image, unix = build()
     cpus = os.cpu_count()
-    hvt, unix_fata, unix_direct, setup, first = [], [], [], [], []
+    hvt, hvt_dynamic, unix_fata, unix_direct, setup, first = [], [], [], [], [], []
     for _ in range(RUNS):
-        took, stats = timed([fata, "run", image, "--stats", *APP_ARGS])
+        hvt_dynamic.append(timed([fata, "run", image, *APP_ARGS])[0])
+        took, stats = timed([installed, "run", image, "--stats", *APP_ARGS])
         hvt.append(took)
         m = re.search(r"setup ([\d.]+) ms, first hypercall ([\d.]+) ms", stats)
         if m:
@@ -63,7 +76,8 @@ def main():
         unix_direct.append(timed([unix, *APP_ARGS[1:]])[0])
     size = os.path.getsize(image)
     print(f"bench/boot: hello, {RUNS} runs each, interleaved, on {cpus} CPUs (no pinning: one process at a time)")
-    print(summary("hvt: fata run hello.hvt", hvt))
+    print(summary("hvt: fata run hello.hvt", hvt) + "   (fata from scripts/install: static)")
+    print(summary("hvt: target/release/fata run", hvt_dynamic) + "   (dynamically linked)")
     if setup:
         print(summary("  monitor start -> guest entry", setup))
         print(summary("  monitor start -> first hypercall", first))
