@@ -27,8 +27,9 @@ fuzz_target!(|data: &[u8]| {
     static ZONES: OnceLock<ZoneSet> = OnceLock::new();
     let zones = ZONES.get_or_init(zones);
     let mut out = Vec::new();
-    for memoize in [false, true] {
-        let mut server = Server::new(zones.clone(), memoize);
+    // No cache, the default cache, and one so small that every answer makes it start over.
+    for cache_bytes in [0, fata_dns::DEFAULT_CACHE_BYTES, 200] {
+        let mut server = Server::new(zones.clone(), cache_bytes);
         for transport in [Transport::Udp, Transport::Tcp, Transport::Udp] {
             if server.answer(data, transport, &mut out) {
                 assert!(out.len() >= 12, "a response has a header");

@@ -27,7 +27,7 @@ pub mod zone;
 use core::fmt;
 
 pub use name::Name;
-pub use server::{Server, Stats, Transport};
+pub use server::{DEFAULT_CACHE_BYTES, Server, Stats, Transport};
 pub use zone::{RData, Zone, ZoneSet};
 
 /// What can be wrong with a name, a record or a compiled zone.

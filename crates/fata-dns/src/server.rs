@@ -22,8 +22,13 @@ pub enum Transport {
 
 /// The most CNAMEs followed for one answer.
 const CNAME_CHAIN_MAX: usize = 8;
-/// How many responses the cache holds before it starts over.
-const CACHE_ENTRIES_MAX: usize = 1 << 16;
+/// The response cache's default size: every distinct question of a 10,000-name zone fits.
+pub const DEFAULT_CACHE_BYTES: usize = 4 << 20;
+/// What one cached response costs beyond its key and bytes: the allocator's rounding, roughly.
+const CACHE_ENTRY_OVERHEAD: usize = 32;
+/// Bytes of one slot of the cache's hash table: the two vector headers and a control byte, with
+/// hashbrown's load factor of 7/8.
+const CACHE_SLOT_BYTES: usize = (size_of::<(Vec<u8>, Vec<u8>)>() + 1) * 8 / 7 + 1;
 
 /// Counters of what the server did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,17 +46,25 @@ pub struct Server {
     zones: ZoneSet,
     /// Encoded responses keyed by transport and the query without its ID.
     cache: Option<HashMap<Vec<u8>, Vec<u8>>>,
+    /// The most bytes the cache may take (its table, keys and responses), and what its keys and
+    /// responses take.
+    cache_limit: usize,
+    cache_bytes: usize,
     stats: Stats,
     key: Vec<u8>,
 }
 
 impl Server {
-    /// A server for `zones`; with `memoize`, repeated questions are answered from a cache of
-    /// encoded responses with only the ID rewritten, as MirageOS's DNS server did.
-    pub fn new(zones: ZoneSet, memoize: bool) -> Server {
+    /// A server for `zones`. With `cache_bytes` above zero, repeated questions are answered from
+    /// a cache of encoded responses with only the ID rewritten, as MirageOS's DNS server did;
+    /// the cache starts over when it would pass `cache_bytes`, so it never takes more memory than
+    /// that (a unikernel's RAM is small and fixed).
+    pub fn new(zones: ZoneSet, cache_bytes: usize) -> Server {
         Server {
             zones,
-            cache: memoize.then(HashMap::new),
+            cache: (cache_bytes > 0).then(HashMap::new),
+            cache_limit: cache_bytes,
+            cache_bytes: 0,
             stats: Stats::default(),
             key: Vec::new(),
         }
@@ -98,12 +111,30 @@ impl Server {
         if let Some(cache) = &mut self.cache
             && cacheable
         {
-            if cache.len() >= CACHE_ENTRIES_MAX {
+            let cost = self.key.len() + out.len() + CACHE_ENTRY_OVERHEAD;
+            if self.cache_bytes + cost + table_bytes(cache) > self.cache_limit {
+                // Starting over is cheaper than tracking recency, and the hot questions come
+                // back at once. The table keeps its size, so it never grows past the limit.
                 cache.clear();
+                self.cache_bytes = 0;
             }
-            cache.insert(self.key.clone(), out.clone());
+            if self.cache_bytes + cost + table_bytes(cache) <= self.cache_limit {
+                cache.insert(self.key.clone(), out.clone());
+                self.cache_bytes += cost;
+            }
         }
         true
+    }
+}
+
+/// What `cache`'s table takes, and, when the next insertion would grow it, the larger table too
+/// (both exist while it grows).
+fn table_bytes(cache: &HashMap<Vec<u8>, Vec<u8>>) -> usize {
+    let now = cache.capacity() * CACHE_SLOT_BYTES;
+    if cache.len() < cache.capacity() {
+        now
+    } else {
+        now + (cache.capacity() * 2).max(4) * CACHE_SLOT_BYTES
     }
 }
 
@@ -300,5 +331,75 @@ fn negative<'z>(zone: &'z Zone, plan: &mut Plan<'z>) {
         };
         plan.authority
             .push((zone.apex().clone(), soa, soa.ttl.min(minimum)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Name, RData};
+
+    fn zones() -> ZoneSet {
+        let name = |text| Name::from_ascii(text).unwrap();
+        let mut zone = Zone::new(name("example.com"));
+        let soa = RData::Soa(
+            name("ns.example.com"),
+            name("h.example.com"),
+            [1, 2, 3, 4, 300],
+        );
+        zone.add(name("example.com"), rtype::SOA, 3600, soa)
+            .unwrap();
+        let ns = RData::Name(name("ns.example.com"));
+        zone.add(name("example.com"), rtype::NS, 3600, ns).unwrap();
+        zone.add(
+            name("*.example.com"),
+            rtype::A,
+            60,
+            RData::Raw(alloc::vec![192, 0, 2, 1]),
+        )
+        .unwrap();
+        let mut set = ZoneSet::new();
+        set.insert(zone).unwrap();
+        set
+    }
+
+    /// A query for `hN.example.com A`.
+    fn query(n: u32) -> Vec<u8> {
+        let label = alloc::format!("h{n}");
+        let mut q = alloc::vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+        q.extend_from_slice(b"\x07example\x03com\x00\x00\x01\x00\x01");
+        q
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_bytes_and_answers_as_the_zone_does() {
+        let limit = 4096;
+        let mut cached = Server::new(zones(), limit);
+        let mut plain = Server::new(zones(), 0);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for round in 0..2 {
+            for n in 0..500 {
+                assert!(cached.answer(&query(n), Transport::Udp, &mut a));
+                assert!(plain.answer(&query(n), Transport::Udp, &mut b));
+                assert_eq!(a, b, "query {n}, round {round}");
+                let cache = cached.cache.as_ref().unwrap();
+                assert!(cached.cache_bytes + cache.capacity() * CACHE_SLOT_BYTES <= limit);
+            }
+        }
+        assert!(
+            cached.stats().cache_hits == 0,
+            "500 distinct questions never fit 4 KiB"
+        );
+        for _ in 0..3 {
+            assert!(cached.answer(&query(7), Transport::Udp, &mut a));
+        }
+        assert_eq!(
+            cached.stats().cache_hits,
+            2,
+            "a repeated question is served from the cache"
+        );
+        assert_eq!(plain.stats().cache_hits, 0);
     }
 }
