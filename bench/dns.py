@@ -189,6 +189,11 @@ def main():
                 ("NSD (veth netns)", ["nsd", "-d", "-c", nsd], VETH_PEER, PEER),
                 ("Fata unix (veth netns)", dns("--bind", VETH_PEER), VETH_PEER, PEER),
             ]
+            # Fata's own stack on a tap device, as a process: the unikernel's path without the VM.
+            servers.append(("Fata unix direct (tap netns)",
+                            [fata, "run", "--release", "--target", "unix", *fata_args, "apps/dns",
+                             "--net", "tap0", "--", "--zone", zone, "--port", str(PORT),
+                             "--ipv4", f"{TAP_GUEST}/24"], TAP_GUEST, NS))
             if hvt:
                 hvt_cmd = [fata, "run", "--release", "--target", "hvt", *fata_args, "apps/dns", "--net", "tap0",
                            "--", "--zone", zone, "--port", str(PORT), "--ipv4", f"{TAP_GUEST}/24"]
@@ -226,7 +231,8 @@ def main():
     print(f"{'zone':>6} {'server':<24} {'max q/s':>10} {'(dnsperf)':>10} {'vs NSD':>7} "
           f"{'q/CPU-s':>10} {'vs NSD':>7} {'latency':>8} {'p99':>6}")
     for (size, name), row in results.items():
-        nsd = results.get((size, "NSD (veth netns)" if "netns" in name else "NSD"), row)
+        namespaced = "netns" in name or "hvt" in name
+        nsd = results.get((size, "NSD (veth netns)" if namespaced else "NSD"), row)
         best, nsd_best = max(row["netload"], row["dnsperf"]), max(nsd["netload"], nsd["dnsperf"])
         print(f"{size:>6} {name:<24} {best:>10.0f} {row['dnsperf']:>10.0f} {best / nsd_best:>6.2f}x "
               f"{row['per_cpu']:>10.0f} {row['per_cpu'] / nsd['per_cpu']:>6.2f}x "

@@ -2,7 +2,7 @@
 //!
 //! `fata run` compiles the master file given with `--zone FILE` on the host and passes the
 //! compiled zones through the app's read-only `files` store, where `--zone` then names them.
-//! Answers are memoized, in at most 4 MiB unless `--memo-bytes N` says otherwise, unless `--no-memo`
+//! Answers are memoized, in at most 8 MiB unless `--memo-bytes N` says otherwise, unless `--no-memo`
 //! is given.
 #![no_std]
 #![no_main]
@@ -62,7 +62,10 @@ async fn main(mut env: Env) -> Result<()> {
     );
     fata::spawn(serve_udp(udp, server.clone())).detach();
     loop {
-        let (stream, _) = tcp.accept().await?;
+        // A connection reset before it was accepted is not the server's problem.
+        let Ok((stream, _)) = tcp.accept().await else {
+            continue;
+        };
         fata::spawn(serve_tcp(stream, server.clone())).detach();
     }
 }

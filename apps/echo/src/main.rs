@@ -16,7 +16,10 @@ async fn main(mut env: Env) -> Result<()> {
     println!("echo: serving TCP and UDP on {address} port {port}");
     fata::spawn(echo_datagrams(udp)).detach();
     loop {
-        let (stream, _peer) = listener.accept().await?;
+        // A connection reset before it was accepted is not the server's problem.
+        let Ok((stream, _peer)) = listener.accept().await else {
+            continue;
+        };
         fata::spawn(echo_stream(stream)).detach();
     }
 }

@@ -23,7 +23,7 @@ pub enum Transport {
 /// The most CNAMEs followed for one answer.
 const CNAME_CHAIN_MAX: usize = 8;
 /// The response cache's default size: every distinct question of a 10,000-name zone fits.
-pub const DEFAULT_CACHE_BYTES: usize = 4 << 20;
+pub const DEFAULT_CACHE_BYTES: usize = 8 << 20;
 /// What one cached response costs beyond its key and bytes: the allocator's rounding, roughly.
 const CACHE_ENTRY_OVERHEAD: usize = 32;
 /// Bytes of one slot of the cache's hash table: the two vector headers and a control byte, with

@@ -128,6 +128,8 @@ pub struct Nets {
     coalesce: Duration,
     /// When a `Yield` last returned.
     last_resume: Cell<Instant>,
+    /// Whether frames went out since a `Yield` last handed the guest received frames.
+    sent_since_input: Cell<bool>,
     sleeps: Cell<u64>,
 }
 
@@ -186,6 +188,7 @@ impl Nets {
             devices,
             coalesce,
             last_resume: Cell::new(Instant::now()),
+            sent_since_input: Cell::new(false),
             sleeps: Cell::new(0),
         })
     }
@@ -248,8 +251,9 @@ impl Nets {
         s
     }
 
-    /// Moves `device`'s frames: sends what the guest published, receives what the tap holds.
-    fn step(&self, ram: &GuestRam, device: &Device) -> Result<Work, Failure> {
+    /// Moves `device`'s frames: sends what the guest published and receives what the tap holds
+    /// (in that order, unless `receive_first`).
+    fn step(&self, ram: &GuestRam, device: &Device, receive_first: bool) -> Result<Work, Failure> {
         let ring = ram
             .slice(Gpa(device.ring_addr), net_ring_len(RX_SLOTS, TX_SLOTS))
             .map_err(|e| Failure::Host("mapping a network ring", io::Error::other(e)))?;
@@ -260,7 +264,7 @@ impl Nets {
             rx_produced: device.rx_produced.get(),
             tx_consumed: device.tx_consumed.get(),
         };
-        let work = port.step().map_err(|defect| {
+        let work = port.step(receive_first).map_err(|defect| {
             Failure::Abi(AbiViolation::NetRing {
                 handle: device.handle,
                 defect,
@@ -268,6 +272,9 @@ impl Nets {
         })?;
         device.rx_produced.set(port.rx_produced);
         device.tx_consumed.set(port.tx_consumed);
+        if work.sent > 0 {
+            self.sent_since_input.set(true);
+        }
         Ok(work)
     }
 
@@ -275,7 +282,7 @@ impl Nets {
     /// there is no such device.
     pub fn flush(&self, ram: &GuestRam, handle: u64) -> Result<bool, Failure> {
         match self.devices.iter().find(|d| u64::from(d.handle) == handle) {
-            Some(device) => self.step(ram, device).map(|_| true),
+            Some(device) => self.step(ram, device, false).map(|_| true),
             None => Ok(false),
         }
     }
@@ -324,18 +331,22 @@ impl Nets {
             taps[watched] = d.tap.as_raw_fd();
             watched += 1;
         }
-        // Whether frames were already waiting when the guest yielded: it gets them faster than it
-        // exits for them. A guest that answered everything (a client waiting for each answer)
-        // never finds any, so coalescing never slows a request-response exchange down.
+        // Whether frames were already waiting when the guest yielded, having arrived before any
+        // answer to what it was last given went out (the first pass reads the taps before it
+        // sends): they come faster than the guest exits for them. A client waiting for each
+        // answer sends its next question only after the answer left, so coalescing never slows
+        // a request-response exchange down.
         let mut behind = None;
         let mut napped = false;
         loop {
+            let first = behind.is_none();
+            let answered_before = self.sent_since_input.get();
             let mut received = 0;
             for device in &self.devices {
-                received += self.step(ram, device)?.received;
+                received += self.step(ram, device, first)?.received;
             }
             let ready = self.ready(ram, interest);
-            let behind = *behind.get_or_insert(ready != 0);
+            let behind = *behind.get_or_insert(received > 0 && !answered_before);
             if behind && !napped && received < COALESCE_BELOW {
                 // Frames keep coming: resume the guest at most once per `coalesce`, so that one
                 // exit (tens of microseconds here) serves a batch. An idle guest is not delayed.
@@ -352,6 +363,7 @@ impl Nets {
             }
             if ready != 0 || crate::stop_signal().is_some() {
                 self.last_resume.set(Instant::now());
+                self.sent_since_input.set(false);
                 return Ok(ready);
             }
             let left = match deadline {
@@ -398,9 +410,22 @@ impl<B: BitmapSlice> Port<'_, B> {
         let _ = self.ring.store(value, offset as usize, order);
     }
 
-    /// Sends the guest's published frames, then receives what the tap has into free slots.
-    fn step(&mut self) -> Result<Work, RingDefect> {
+    /// Moves frames both ways; with `receive_first`, reads the tap before sending, so that what
+    /// it finds arrived before this pass's frames went out.
+    fn step(&mut self, receive_first: bool) -> Result<Work, RingDefect> {
         let mut work = Work::default();
+        if receive_first {
+            work.received = self.receive()?;
+            work.sent = self.send()?;
+        } else {
+            work.sent = self.send()?;
+            work.received = self.receive()?;
+        }
+        Ok(work)
+    }
+
+    /// Writes the guest's published transmit frames to the tap; returns how many.
+    fn send(&mut self) -> Result<u32, RingDefect> {
         let produced = self.load(NET_TX_HEADER + PRODUCED, Ordering::Acquire);
         let pending = produced.wrapping_sub(self.tx_consumed);
         if pending > TX_SLOTS {
@@ -441,9 +466,13 @@ impl<B: BitmapSlice> Port<'_, B> {
                 self.tx_consumed,
                 Ordering::Release,
             );
-            work.sent = pending;
         }
+        Ok(pending)
+    }
 
+    /// Reads what the tap holds into free receive slots; returns how many frames.
+    fn receive(&mut self) -> Result<u32, RingDefect> {
+        let mut received = 0;
         let consumed = self.load(NET_RX_HEADER + CONSUMED, Ordering::Acquire);
         let used = self.rx_produced.wrapping_sub(consumed);
         if used > RX_SLOTS {
@@ -474,7 +503,7 @@ impl<B: BitmapSlice> Port<'_, B> {
                     self.store(slot, n as u32, Ordering::Relaxed);
                     self.rx_produced = self.rx_produced.wrapping_add(1);
                     room -= 1;
-                    work.received += 1;
+                    received += 1;
                     Counters::add(&self.counters.frames_in, 1);
                     Counters::add(&self.counters.bytes_in, n as u64);
                 }
@@ -483,14 +512,14 @@ impl<B: BitmapSlice> Port<'_, B> {
                 Err(_) => break,
             }
         }
-        if work.received > 0 {
+        if received > 0 {
             self.store(
                 NET_RX_HEADER + PRODUCED,
                 self.rx_produced,
                 Ordering::Release,
             );
         }
-        Ok(work)
+        Ok(received)
     }
 }
 
@@ -597,25 +626,25 @@ mod tests {
         // Transmit index far ahead of the monitor's.
         put(NET_TX_HEADER + PRODUCED, 0x8000_0000);
         let mut port = port_on(&ram, null_file(), &counters);
-        assert!(matches!(port.step(), Err(RingDefect::TxIndex { .. })));
+        assert!(matches!(port.step(false), Err(RingDefect::TxIndex { .. })));
         // One frame with a length past the slot, then one too short.
         for len in [u32::MAX, NET_FRAME_MAX as u32 + 1, 13, 0] {
             put(NET_TX_HEADER + PRODUCED, 1);
             put(net_tx_slot(RX_SLOTS, TX_SLOTS, 0), len);
             let mut port = port_on(&ram, null_file(), &counters);
             assert_eq!(
-                port.step().unwrap_err(),
+                port.step(false).unwrap_err(),
                 RingDefect::FrameLength { index: 0, len }
             );
         }
         // A good frame goes out (to /dev/null); the monitor's index moves.
         put(net_tx_slot(RX_SLOTS, TX_SLOTS, 0), 60);
         let mut port = port_on(&ram, null_file(), &counters);
-        let work = port.step().unwrap();
+        let work = port.step(false).unwrap();
         assert_eq!(work.sent, 1);
         assert_eq!(port.load(NET_TX_HEADER + CONSUMED, Ordering::Relaxed), 1);
         // The guest claims to have consumed frames never produced.
         put(NET_RX_HEADER + CONSUMED, 5);
-        assert!(matches!(port.step(), Err(RingDefect::RxIndex { .. })));
+        assert!(matches!(port.step(false), Err(RingDefect::RxIndex { .. })));
     }
 }

@@ -19,13 +19,13 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::net::SocketAddr;
 
-/// Interrupt coalescing, the same on every target. With an interval set (`fata run --coalesce-us
-/// N`, or the app's `[package.metadata.fata] coalesce-us`), input found already waiting when the
-/// app goes idle means it arrives faster than the app wakes for it; the target then wakes the app
-/// at most once per interval, so that one wake-up (a VM exit on hvt: tens of microseconds on a
-/// nested host) serves a batch. It never delays an idle app, an app that has answered everything
-/// it got (a client waiting for each answer finds it idle), or a wake-up after one that brought
-/// at least this many received items (frames, datagrams, reads): that is a batch already.
+/// Interrupt coalescing, on every target. With an interval set (`fata run --coalesce-us N`, or
+/// the app's `[package.metadata.fata] coalesce-us`), input that arrives faster than the app wakes
+/// for it makes the target wake the app at most once per interval, so that one wake-up (a VM exit
+/// on hvt: tens of microseconds on a nested host) serves a batch. It does not delay an idle app,
+/// a client that waits for each answer (each target says how it tells), or a wake-up after one
+/// that brought at least this many received items (frames, datagrams, reads): that is a batch
+/// already.
 pub const COALESCE_BELOW: u32 = 16;
 
 /// What a device call can fail with. Small and `Copy` so it costs nothing on the guest.

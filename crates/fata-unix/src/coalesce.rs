@@ -1,14 +1,20 @@
-//! Interrupt coalescing for the unix target (see [`fata_platform::COALESCE_BELOW`]).
+//! Waiting for devices, with interrupt coalescing (see [`fata_platform::COALESCE_BELOW`]).
 //!
-//! `yield_until` first looks for input without sleeping. Input already waiting when the app goes
-//! idle means it arrives faster than the app wakes for it; then, unless the last wake-up already
-//! brought a batch, the process naps until one coalescing interval after its last wake-up before it
-//! collects what came meanwhile. Each wake-up then serves a batch (one `recvmmsg` of many
-//! datagrams instead of one each), at most one interval later. An idle app, or one that answered
-//! everything it got, sleeps in `epoll_pwait2` and wakes at once as before.
+//! With an interval set, the process naps under load so that each wake-up serves a batch (one
+//! `recvmmsg` of many datagrams instead of one each). "Under load" means input is found waiting
+//! when the app goes idle, or arrived before the app's first answer since it last woke went out
+//! (its first send of each cycle, [`sending`], looks: one `epoll_pwait2` that does not sleep).
+//! Then, unless the last wake-up already brought a batch, `yield_until` naps until one interval
+//! after the last wake-up and collects what came meanwhile. An idle app sleeps in `epoll_pwait2`
+//! and wakes at once.
+//!
+//! The app drains its sockets itself, so input found waiting may also be a fast client's next
+//! question, sent after the app's answer. Napping cannot batch such a client: a nap that brings
+//! at most one item turns napping off for the next [`BACKOFF_WAKES`] wake-ups, as a network
+//! card's adaptive moderation lowers its rate when each interrupt brings one packet.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use fata_platform::{COALESCE_BELOW, ReadySet};
@@ -17,6 +23,19 @@ use crate::poller;
 
 /// Items (datagrams, frames, reads, accepts) received since the app last woke.
 static RECEIVED: AtomicU32 = AtomicU32::new(0);
+/// Whether the app has sent anything since it last woke.
+static SENT: AtomicBool = AtomicBool::new(false);
+/// Whether input was found waiting before the app's first send since it last woke.
+static BEHIND: AtomicBool = AtomicBool::new(false);
+/// Readiness seen by a look that did not deliver it (outside the interest of the time, or taken
+/// by [`sending`]); delivered by the next wait that is interested.
+static PENDING: AtomicU64 = AtomicU64::new(0);
+/// Whether the last wake-up followed a nap.
+static NAPPED: AtomicBool = AtomicBool::new(false);
+/// Wake-ups left before napping may resume after a nap that brought at most one item.
+static BACKOFF: AtomicU32 = AtomicU32::new(0);
+/// How many wake-ups a useless nap turns napping off for.
+const BACKOFF_WAKES: u32 = 64;
 /// When `yield_until` last returned, in the platform's monotonic nanoseconds.
 static LAST_WAKE_NS: AtomicU64 = AtomicU64::new(0);
 
@@ -37,29 +56,57 @@ pub(crate) fn received(count: usize) {
     RECEIVED.fetch_add(count.min(u32::MAX as usize) as u32, Ordering::Relaxed);
 }
 
+/// Called before every send: the first one since the app woke looks whether input is waiting.
+pub(crate) fn sending() {
+    if interval_ns() == 0 || SENT.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let look = poller::wait(Some(0));
+    PENDING.fetch_or(look.ready.0, Ordering::Relaxed);
+    if look.input {
+        BEHIND.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Waits for a device in `interest` or until `timeout_ns` passes (forever when `None`); `now`
 /// reads the monotonic clock. Returns the devices in `interest` that came up.
 pub(crate) fn wait(interest: ReadySet, timeout_ns: Option<u64>, now: fn() -> u64) -> ReadySet {
-    let waiting = ReadySet(poller::wait(Some(0)).0 & interest.0);
+    let first = poller::wait(Some(0));
+    let mut seen = ReadySet(PENDING.swap(0, Ordering::Relaxed)).union(first.ready);
     if timeout_ns == Some(0) {
         // A busy app's poll: not a wake-up.
-        return waiting;
+        return deliver(seen, interest);
     }
-    let ready = if waiting.is_empty() {
-        poller::wait(timeout_ns)
+    let received = RECEIVED.load(Ordering::Relaxed);
+    let backoff = if NAPPED.swap(false, Ordering::Relaxed) && received <= 1 {
+        BACKOFF_WAKES
     } else {
+        BACKOFF.load(Ordering::Relaxed).saturating_sub(1)
+    };
+    BACKOFF.store(backoff, Ordering::Relaxed);
+    if (seen.0 & interest.0) == 0 {
+        seen = seen.union(poller::wait(timeout_ns).ready);
+    } else {
+        let behind = BEHIND.load(Ordering::Relaxed) || first.input;
         let since = now().saturating_sub(LAST_WAKE_NS.load(Ordering::Relaxed));
         let nap = interval_ns()
             .saturating_sub(since)
             .min(timeout_ns.unwrap_or(u64::MAX));
-        if nap > 0 && RECEIVED.load(Ordering::Relaxed) < COALESCE_BELOW {
+        if behind && backoff == 0 && nap > 0 && received < COALESCE_BELOW {
             std::thread::sleep(Duration::from_nanos(nap));
-            waiting.union(poller::wait(Some(0)))
-        } else {
-            waiting
+            NAPPED.store(true, Ordering::Relaxed);
+            seen = seen.union(poller::wait(Some(0)).ready);
         }
-    };
+    }
     RECEIVED.store(0, Ordering::Relaxed);
+    SENT.store(false, Ordering::Relaxed);
+    BEHIND.store(false, Ordering::Relaxed);
     LAST_WAKE_NS.store(now(), Ordering::Relaxed);
-    ReadySet(ready.0 & interest.0)
+    deliver(seen, interest)
+}
+
+/// Returns the part of `seen` in `interest`; keeps the rest for a later wait.
+fn deliver(seen: ReadySet, interest: ReadySet) -> ReadySet {
+    PENDING.fetch_or(seen.0 & !interest.0, Ordering::Relaxed);
+    ReadySet(seen.0 & interest.0)
 }

@@ -75,11 +75,19 @@ pub(crate) fn take_socket_events(on_ready: &mut dyn FnMut(SocketId)) {
     events.into_iter().for_each(on_ready);
 }
 
-/// Waits up to `timeout_ns` (forever when `None`) for any watched descriptor; returns the
-/// readiness bits that came up, host-socket events included.
-pub(crate) fn wait(timeout_ns: Option<u64>) -> ReadySet {
+/// What one wait saw.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Wake {
+    /// The readiness bits that came up, host-socket events included.
+    pub ready: ReadySet,
+    /// Whether any of the events was input (data, a connection, a hang-up), not just room to send.
+    pub input: bool,
+}
+
+/// Waits up to `timeout_ns` (forever when `None`) for any watched descriptor.
+pub(crate) fn wait(timeout_ns: Option<u64>) -> Wake {
     let Ok(epfd) = epoll() else {
-        return ReadySet::EMPTY;
+        return Wake::default();
     };
     let timeout = timeout_ns.map(|wait| libc::timespec {
         tv_sec: (wait / 1_000_000_000) as libc::time_t,
@@ -98,18 +106,22 @@ pub(crate) fn wait(timeout_ns: Option<u64>) -> ReadySet {
             std::ptr::null(),
         )
     };
-    let mut ready = ReadySet::EMPTY;
+    let mut wake = Wake::default();
     if n <= 0 {
-        return ready;
+        return wake;
     }
+    let input = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
     let mut sockets = SOCKET_EVENTS.lock().unwrap_or_else(|e| e.into_inner());
     for event in &events[..n as usize] {
+        wake.input |= event.events & input != 0;
         if event.u64 & DEVICE_TOKEN != 0 {
-            ready = ready.union(ReadySet::single((event.u64 & 63) as u32));
+            wake.ready = wake.ready.union(ReadySet::single((event.u64 & 63) as u32));
         } else {
             sockets.push(event.u64);
-            ready = ready.union(ReadySet(SOCKETS_BIT.load(Ordering::Relaxed)));
+            wake.ready = wake
+                .ready
+                .union(ReadySet(SOCKETS_BIT.load(Ordering::Relaxed)));
         }
     }
-    ready
+    wake
 }

@@ -176,6 +176,7 @@ impl HostSockets for Sockets {
     }
 
     fn tcp_send(&mut self, socket: SocketId, buf: &[u8]) -> Result<usize, DeviceError> {
+        crate::coalesce::sending();
         self.stream(socket)?.write(buf).map_err(error)
     }
 
@@ -219,6 +220,7 @@ impl HostSockets for Sockets {
         buf: &[u8],
         to: SocketAddr,
     ) -> Result<(), DeviceError> {
+        crate::coalesce::sending();
         self.datagram(socket)?
             .send_to(buf, to)
             .map(drop)
@@ -293,6 +295,7 @@ impl HostSockets for Sockets {
         if chunk.is_empty() {
             return Ok(0);
         }
+        crate::coalesce::sending();
         let addrs: Vec<socket2::SockAddr> = chunk.iter().map(|(_, to)| (*to).into()).collect();
         let mut iovecs: Vec<libc::iovec> = chunk
             .iter()

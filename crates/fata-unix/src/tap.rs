@@ -79,6 +79,7 @@ impl Net for Tap {
         if len > FRAME_MAX {
             return Err(DeviceError::InvalidArgument);
         }
+        crate::coalesce::sending();
         let frame = &mut self.buffer[..len];
         fill(frame);
         match self.file.write(frame) {
