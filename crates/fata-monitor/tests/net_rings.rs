@@ -181,7 +181,7 @@ fn transmit_index_beyond_the_ring_ends_the_guest() {
 
 #[test]
 fn receive_index_ahead_of_the_monitor_ends_the_guest() {
-    // The doorbell wakes the I/O thread, which finds the index while the guest waits in a yield.
+    // The doorbell exit (or the yield after it) makes the monitor move frames and find the index.
     let code = with_ring().ring_u32(NET_RX_HEADER + CONSUMED, 5);
     let Some(out) = run_with_tap(ring_doorbell(code).yield_loop()) else {
         return;
