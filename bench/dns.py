@@ -5,8 +5,8 @@ For zones of 100, 1,000 and 10,000 names and a query mix with about 10% NXDOMAIN
   - maximum queries per second, with dnsperf and with fata-netload (a faster generator: dnsperf
     saturates its own core near 165k qps here), and
   - queries per server CPU-second, and the answers' latency, at a fixed offered rate every server
-    holds (the server's whole
-    process tree is counted: NSD's workers, the whole monitor process for hvt).
+    holds (the server's whole process tree is counted: NSD's workers, the whole monitor process for
+    hvt).
 Servers run on CPU 0 and the load generator on CPU 1; servers run one after another, in the same
 order for every zone. Peers listen on 127.0.0.1. For a like-for-like path with the unikernel
 (reached over a tap device), NSD and Fata unix also run in a network namespace reached over a
