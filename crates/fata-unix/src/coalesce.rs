@@ -78,7 +78,8 @@ pub(crate) fn wait(interest: ReadySet, timeout_ns: Option<u64>, now: fn() -> u64
         return deliver(seen, interest);
     }
     let received = RECEIVED.load(Ordering::Relaxed);
-    let backoff = if NAPPED.swap(false, Ordering::Relaxed) && received <= 1 {
+    let napped_before = NAPPED.swap(false, Ordering::Relaxed);
+    let backoff = if napped_before && received <= 1 {
         BACKOFF_WAKES
     } else {
         BACKOFF.load(Ordering::Relaxed).saturating_sub(1)
@@ -92,7 +93,10 @@ pub(crate) fn wait(interest: ReadySet, timeout_ns: Option<u64>, now: fn() -> u64
         let nap = interval_ns()
             .saturating_sub(since)
             .min(timeout_ns.unwrap_or(u64::MAX));
-        if behind && backoff == 0 && nap > 0 && received < COALESCE_BELOW {
+        // A wake-up that brought a batch by itself needs no nap; one that brought a batch because
+        // it followed a nap says nothing about that.
+        let batch = received >= COALESCE_BELOW && !napped_before;
+        if behind && backoff == 0 && nap > 0 && !batch {
             std::thread::sleep(Duration::from_nanos(nap));
             NAPPED.store(true, Ordering::Relaxed);
             seen = seen.union(poller::wait(Some(0)).ready);
