@@ -71,8 +71,18 @@ pub(crate) fn sending() {
 /// Waits for a device in `interest` or until `timeout_ns` passes (forever when `None`); `now`
 /// reads the monotonic clock. Returns the devices in `interest` that came up.
 pub(crate) fn wait(interest: ReadySet, timeout_ns: Option<u64>, now: fn() -> u64) -> ReadySet {
+    let pending = ReadySet(PENDING.swap(0, Ordering::Relaxed));
+    if interval_ns() == 0 {
+        // No coalescing: one wait, which does not sleep if something is pending already.
+        let timeout = if pending.0 & interest.0 != 0 {
+            Some(0)
+        } else {
+            timeout_ns
+        };
+        return deliver(pending.union(poller::wait(timeout).ready), interest);
+    }
     let first = poller::wait(Some(0));
-    let mut seen = ReadySet(PENDING.swap(0, Ordering::Relaxed)).union(first.ready);
+    let mut seen = pending.union(first.ready);
     if timeout_ns == Some(0) {
         // A busy app's poll: not a wake-up.
         return deliver(seen, interest);
