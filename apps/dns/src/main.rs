@@ -17,7 +17,7 @@ use core::time::Duration;
 
 use fata::{Env, Error, Result, println};
 use fata_dns::{Server, Transport, ZoneSet};
-use fata_net::{Config, Datagrams, Stack, TcpListener, TcpStream, Tuning, UdpSocket};
+use fata_net::{Datagrams, Stack, TcpListener, TcpStream, Tuning, UdpSocket};
 
 /// Datagrams taken per batch.
 const BATCH: usize = 64;
@@ -48,7 +48,16 @@ async fn main(mut env: Env) -> Result<()> {
         .collect();
     let server = Rc::new(RefCell::new(Server::new(zones, cache_bytes)));
 
-    let stack = stack(&mut env)?;
+    // TCP sized for DNS: queries are small and few clients use TCP, so 8 connections ready to
+    // accept with small buffers, instead of 32 with 64 KiB each way (4 MiB of a small
+    // unikernel's RAM better spent on the zone and the response cache).
+    let tuning = Tuning {
+        tcp_rx_buffer: 4 * 1024,
+        tcp_tx_buffer: 16 * 1024,
+        tcp_backlog: 8,
+        ..Tuning::default()
+    };
+    let stack = Stack::from_env_tuned(&mut env, tuning)?;
     let address = stack.wait_configured().await;
     let udp = UdpSocket::bind(&stack, port)?;
     let tcp = TcpListener::bind(&stack, port)?;
@@ -68,20 +77,6 @@ async fn main(mut env: Env) -> Result<()> {
         };
         fata::spawn(serve_tcp(stream, server.clone())).detach();
     }
-}
-
-/// The stack `Stack::from_env` would build, with TCP sized for DNS: queries are small and few
-/// clients use TCP, so 8 connections ready to accept with small buffers, instead of 32 with 64 KiB
-/// each way (4 MiB a small unikernel's RAM is better spent on the zone and the response cache).
-fn stack(env: &mut Env) -> Result<Stack> {
-    let mut config = Config::from_env(env)?;
-    config.tuning = Tuning {
-        tcp_rx_buffer: 4 * 1024,
-        tcp_tx_buffer: 16 * 1024,
-        tcp_backlog: 8,
-        ..config.tuning
-    };
-    Stack::from_env_with(env, config)
 }
 
 /// Answers datagrams in batches: every query waiting is taken at once and the answers leave

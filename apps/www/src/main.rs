@@ -15,7 +15,7 @@ use core::cell::Cell;
 
 use fata::{Env, Result, println};
 use fata_http::{Limits, Server, Site, Timeouts};
-use fata_net::{Config, Stack, TcpListener, Tuning};
+use fata_net::{Stack, TcpListener, Tuning};
 
 include!(concat!(env!("OUT_DIR"), "/site.rs"));
 
@@ -23,7 +23,15 @@ include!(concat!(env!("OUT_DIR"), "/site.rs"));
 async fn main(mut env: Env) -> Result<()> {
     let port: u16 = env.arg("--port")?.unwrap_or(80);
     let max_connections: usize = env.arg("--max-connections")?.unwrap_or(1024);
-    let stack = stack(&mut env)?;
+    // Buffers sized for many small exchanges: requests are small (8 KiB receive window), a page
+    // fits the send buffer in one write.
+    let tuning = Tuning {
+        tcp_rx_buffer: 8 * 1024,
+        tcp_tx_buffer: 32 * 1024,
+        tcp_backlog: 64,
+        ..Tuning::default()
+    };
+    let stack = Stack::from_env_tuned(&mut env, tuning)?;
     let address = stack.wait_configured().await;
     let site = Site::new(SITE);
     let pages = site.paths().filter(|p| p.ends_with(b".html")).count();
@@ -54,17 +62,4 @@ async fn main(mut env: Env) -> Result<()> {
         })
         .detach();
     }
-}
-
-/// The stack `Stack::from_env` would build, with buffers sized for many small exchanges:
-/// requests are small (8 KiB receive window), a page fits the send buffer in one write.
-fn stack(env: &mut Env) -> Result<Stack> {
-    let mut config = Config::from_env(env)?;
-    config.tuning = Tuning {
-        tcp_rx_buffer: 8 * 1024,
-        tcp_tx_buffer: 32 * 1024,
-        tcp_backlog: 64,
-        ..config.tuning
-    };
-    Stack::from_env_with(env, config)
 }

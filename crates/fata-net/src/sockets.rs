@@ -7,7 +7,7 @@ use fata::{Env, Error, HostSockets, Net, Random};
 use smoltcp::wire::{IpEndpoint, Ipv4Cidr};
 
 use crate::NetError;
-use crate::config::Config;
+use crate::config::{Config, Tuning};
 use crate::datagrams::Datagrams;
 use crate::host::{HostListener, HostStack, HostStream, HostUdp};
 use crate::smol::SmolStack;
@@ -42,12 +42,15 @@ impl Stack {
     /// `--ipv4 ADDR/PREFIX` and `--ipv4-gateway ADDR` (DHCP without `--ipv4`); otherwise the host's
     /// sockets, bound to `--bind ADDR` (default 127.0.0.1).
     pub fn from_env(env: &mut Env) -> Result<Stack, Error> {
-        let config = Config::from_env(env)?;
-        Stack::from_env_with(env, config)
+        Stack::from_env_tuned(env, Tuning::default())
     }
 
-    /// As [`Stack::from_env`], with a configuration the app adjusted (its own buffer sizes, say).
-    pub fn from_env_with(env: &mut Env, config: Config) -> Result<Stack, Error> {
+    /// As [`Stack::from_env`], with the app's own buffer sizes and listen backlog.
+    pub fn from_env_tuned(env: &mut Env, tuning: Tuning) -> Result<Stack, Error> {
+        let config = Config {
+            tuning,
+            ..Config::from_env(env)?
+        };
         match env.take_net("service") {
             Ok(net) => {
                 let mut seed = [0u8; 8];
