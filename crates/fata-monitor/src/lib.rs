@@ -245,13 +245,15 @@ pub fn run_with_console(
             let frames = n.frames_in + n.frames_out;
             eprintln!(
                 "fata-monitor: net: {} frames in ({} bytes), {} frames out ({} bytes); {:.1} \
-                 frames per exit; {} sleeps in yield, {} doorbell exits; dropped {} in, {} out",
+                 frames per exit; {} sleeps in yield, {} coalescing naps, {} doorbell exits; \
+                 dropped {} in, {} out",
                 n.frames_in,
                 n.bytes_in,
                 n.frames_out,
                 n.bytes_out,
                 frames as f64 / exits.max(1) as f64,
                 n.sleeps,
+                n.naps,
                 c.doorbell_exits,
                 n.dropped_in,
                 n.dropped_out,

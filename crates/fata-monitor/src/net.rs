@@ -97,6 +97,8 @@ pub struct NetStats {
     pub dropped_out: u64,
     /// Times the vCPU thread slept in `Yield` waiting for a tap or a deadline.
     pub sleeps: u64,
+    /// Times a `Yield` waited for more frames before resuming the guest (coalescing).
+    pub naps: u64,
 }
 
 /// One configured device and the monitor's own ring indices (never read back from guest memory).
@@ -123,6 +125,7 @@ pub enum Failure {
 /// All network devices of a guest. Only the vCPU thread uses them.
 pub struct Nets {
     devices: Vec<Device>,
+    naps: Cell<u64>,
     /// While frames keep coming, the guest is resumed at most once per this interval (zero:
     /// at once, always).
     coalesce: Duration,
@@ -190,6 +193,7 @@ impl Nets {
             last_resume: Cell::new(Instant::now()),
             sent_since_input: Cell::new(false),
             sleeps: Cell::new(0),
+            naps: Cell::new(0),
         })
     }
 
@@ -237,6 +241,7 @@ impl Nets {
     pub fn stats(&self) -> NetStats {
         let mut s = NetStats {
             sleeps: self.sleeps.get(),
+            naps: self.naps.get(),
             ..NetStats::default()
         };
         for d in &self.devices {
@@ -358,6 +363,7 @@ impl Nets {
                         d.saturating_duration_since(Instant::now()).min(nap)
                     });
                     napped = true;
+                    self.naps.set(self.naps.get() + 1);
                     wait_readable(&[], Some(nap))
                         .map_err(|e| Failure::Host("waiting for the network", e))?;
                     continue;
