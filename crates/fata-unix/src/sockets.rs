@@ -113,6 +113,21 @@ fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     }
 }
 
+/// A `recvmmsg`/`sendmmsg` header for one buffer (`iov`) and the peer address at `name`.
+fn message_header(
+    iov: &mut libc::iovec,
+    name: *mut libc::c_void,
+    name_len: libc::socklen_t,
+) -> libc::mmsghdr {
+    // SAFETY: all-zero bytes are a valid mmsghdr; the fields that matter are set next.
+    let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
+    header.msg_hdr.msg_name = name;
+    header.msg_hdr.msg_namelen = name_len;
+    header.msg_hdr.msg_iov = iov;
+    header.msg_hdr.msg_iovlen = 1;
+    header
+}
+
 impl HostSockets for Sockets {
     fn readiness(&self) -> ReadySet {
         self.ready
@@ -250,13 +265,8 @@ impl HostSockets for Sockets {
             .iter_mut()
             .zip(addrs.iter_mut())
             .map(|(iov, addr)| {
-                // SAFETY: as above, a zeroed msghdr is valid; the fields that matter are set next.
-                let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                header.msg_hdr.msg_name = (addr as *mut libc::sockaddr_storage).cast();
-                header.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
-                header.msg_hdr.msg_iov = iov;
-                header.msg_hdr.msg_iovlen = 1;
-                header
+                let len = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+                message_header(iov, (addr as *mut libc::sockaddr_storage).cast(), len)
             })
             .collect();
         // SAFETY: `headers` has `count` entries, each pointing at one iovec over its own
@@ -307,15 +317,7 @@ impl HostSockets for Sockets {
         let mut headers: Vec<libc::mmsghdr> = iovecs
             .iter_mut()
             .zip(&addrs)
-            .map(|(iov, addr)| {
-                // SAFETY: a zeroed mmsghdr is a valid value; the fields that matter are set next.
-                let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                header.msg_hdr.msg_name = addr.as_ptr() as *mut _;
-                header.msg_hdr.msg_namelen = addr.len();
-                header.msg_hdr.msg_iov = iov;
-                header.msg_hdr.msg_iovlen = 1;
-                header
-            })
+            .map(|(iov, addr)| message_header(iov, addr.as_ptr() as *mut _, addr.len()))
             .collect();
         // SAFETY: each header points at one iovec over caller-owned data (which sendmmsg only
         // reads) and at a SockAddr in `addrs`; all outlive the call.
