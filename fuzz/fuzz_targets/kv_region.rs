@@ -2,7 +2,7 @@
 //! accepts must read back consistently: every key found by its own lookup, keys sorted and unique.
 #![no_main]
 
-use fata_hvt_abi::KvRegion;
+use fata_hvt_kv::KvRegion;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

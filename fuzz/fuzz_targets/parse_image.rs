@@ -2,7 +2,7 @@
 //! images whose segments obey the hvt rules.
 #![no_main]
 
-use fata_monitor::elf::parse_image;
+use fata_monitor::parse_image;
 use libfuzzer_sys::fuzz_target;
 
 const LIMIT: u64 = 31 << 20;

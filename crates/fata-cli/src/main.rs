@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use fata_build::Target;
+use fata_device_spec::{DEFAULT_BLOCK, DEFAULT_KV, DEFAULT_NET, Spec};
 
 /// Exit status when the app cannot be built.
 const EXIT_BUILD: u8 = 3;
@@ -192,6 +193,7 @@ fn run_app(mut run: RunArgs) -> Result<ExitCode, Failure> {
             run.coalesce_us = declared_coalesce_us(&info)?;
         }
     }
+    check_device_names(&run)?;
     let target = run
         .build
         .target
@@ -252,46 +254,18 @@ fn run_hvt(image: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
             "device --block is not yet available on hvt (--target unix has it)",
         ));
     }
-    let named = |spec: &str, default: &str| match spec.split_once('=') {
-        Some((name, value)) => (name.to_string(), value.to_string()),
-        None => (default.to_string(), spec.to_string()),
-    };
-    let mut nets: Vec<fata_monitor::NetConfig> = run
-        .net
-        .iter()
-        .map(|spec| {
-            let (name, tap) = named(spec, "service");
-            fata_monitor::NetConfig {
-                name,
-                tap,
-                mac: None,
-            }
-        })
-        .collect();
-    for spec in &run.mac {
-        let (name, text) = named(spec, "service");
-        let mac = parse_mac(&text).ok_or_else(|| {
-            Failure::new(
-                2,
-                format!("--mac {spec}: {text:?} is not a MAC address like 02:00:00:00:00:01"),
-            )
-        })?;
-        let net = nets.iter_mut().find(|n| n.name == name).ok_or_else(|| {
-            Failure::new(2, format!("--mac {spec}: there is no --net named {name}"))
-        })?;
-        net.mac = Some(mac);
-    }
+    let nets = net_configs(run)?;
     let kvs = run
         .kv
         .iter()
         .map(|spec| {
-            let (name, dir) = named(spec, "data");
-            fata_monitor::KvConfig {
-                name,
-                dir: PathBuf::from(dir),
-            }
+            let spec = device_spec("--kv", spec, DEFAULT_KV)?;
+            Ok(fata_monitor::KvConfig {
+                name: spec.name,
+                dir: PathBuf::from(spec.value),
+            })
         })
-        .collect();
+        .collect::<Result<_, Failure>>()?;
     let config = fata_monitor::Config {
         mem_bytes: run.mem.unwrap_or(fata_monitor::DEFAULT_MEM_BYTES),
         args: run.app_args.clone(),
@@ -307,6 +281,67 @@ fn run_hvt(image: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
             Err(Failure::new(status, error))
         }
     }
+}
+
+/// Parses `--net` and `--mac` into the monitor's network devices.
+fn net_configs(run: &RunArgs) -> Result<Vec<fata_monitor::NetConfig>, Failure> {
+    let mut nets = run
+        .net
+        .iter()
+        .map(|spec| {
+            let spec = device_spec("--net", spec, DEFAULT_NET)?;
+            Ok(fata_monitor::NetConfig {
+                name: spec.name,
+                tap: spec.value,
+                mac: None,
+            })
+        })
+        .collect::<Result<Vec<_>, Failure>>()?;
+    for text in &run.mac {
+        let spec = device_spec("--mac", text, DEFAULT_NET)?;
+        let mac = parse_mac(&spec.value).ok_or_else(|| {
+            Failure::new(
+                2,
+                format!(
+                    "--mac {text}: {:?} is not a MAC address like 02:00:00:00:00:01",
+                    spec.value
+                ),
+            )
+        })?;
+        let net = nets
+            .iter_mut()
+            .find(|n| n.name == spec.name)
+            .ok_or_else(|| {
+                Failure::new(
+                    2,
+                    format!("--mac {text}: there is no --net named {}", spec.name),
+                )
+            })?;
+        net.mac = Some(mac);
+    }
+    Ok(nets)
+}
+
+/// Parses one `[NAME=]VALUE` device option: the one parser of device specs, whose rule every
+/// target shares (`fata_device_spec`).
+fn device_spec(option: &str, text: &str, default_name: &str) -> Result<Spec, Failure> {
+    fata_device_spec::parse(text, default_name)
+        .map_err(|e| Failure::new(2, format!("{option} {text}: {e}")))
+}
+
+/// Checks the devices of every kind together: each name usable, no name given twice.
+fn check_device_names(run: &RunArgs) -> Result<(), Failure> {
+    let mut names = Vec::new();
+    for (option, specs, default_name) in [
+        ("--net", &run.net, DEFAULT_NET),
+        ("--block", &run.block, DEFAULT_BLOCK),
+        ("--kv", &run.kv, DEFAULT_KV),
+    ] {
+        for text in specs {
+            names.push(device_spec(option, text, default_name)?.name);
+        }
+    }
+    fata_device_spec::check_unique(names.iter().map(String::as_str)).map_err(|e| Failure::new(2, e))
 }
 
 /// The app's own coalescing interval, `[package.metadata.fata] coalesce-us = N`: an app that

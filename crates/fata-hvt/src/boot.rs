@@ -25,6 +25,6 @@ pub fn cmdline(info: &BootInfo) -> &'static [u8] {
     // for the guest) before the first instruction and never changes them; `BOOT` is only set from
     // the boot info the monitor passed, so the range is valid for the guest's whole life.
     unsafe {
-        core::slice::from_raw_parts(info.cmdline_addr as *const u8, info.cmdline_len as usize)
+        core::slice::from_raw_parts(info.cmdline_addr.0 as *const u8, info.cmdline_len as usize)
     }
 }

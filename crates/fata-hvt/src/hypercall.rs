@@ -2,7 +2,8 @@
 
 use core::arch::asm;
 use fata_hvt_abi::{
-    CONSOLE_WRITE_MAX, ConsoleWriteArgs, ExitArgs, Hypercall, YieldArgs, hypercall_address,
+    CONSOLE_WRITE_MAX, ConsoleWriteArgs, ExitArgs, GuestAddr, Hypercall, YieldArgs,
+    hypercall_address,
 };
 
 /// Makes hypercall `call` with its argument struct `args`.
@@ -26,7 +27,7 @@ fn hypercall<T>(call: Hypercall, args: &mut T) {
 pub fn console_write(bytes: &[u8]) {
     for chunk in bytes.chunks(CONSOLE_WRITE_MAX as usize) {
         let mut args = ConsoleWriteArgs {
-            data: chunk.as_ptr() as u64,
+            data: GuestAddr(chunk.as_ptr() as u64),
             len: chunk.len() as u64,
         };
         hypercall(Hypercall::ConsoleWrite, &mut args);
@@ -55,13 +56,13 @@ pub fn exit(status: i32) -> ! {
 }
 
 /// Stores to a device's doorbell: exits to the monitor, which sends the device's transmit ring.
-pub fn doorbell(addr: u64) {
+pub fn doorbell(addr: GuestAddr) {
     // SAFETY: `addr` is a doorbell from the boot info, in the doorbell window the monitor maps for
     // this purpose and which no Rust object occupies; the store has no other effect on memory.
     unsafe {
         asm!(
             "mov qword ptr [{addr}], {one}",
-            addr = in(reg) addr,
+            addr = in(reg) addr.0,
             one = in(reg) 1u64,
             options(nostack, preserves_flags),
         );

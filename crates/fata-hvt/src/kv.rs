@@ -1,5 +1,5 @@
 //! Read-only key-value stores over the regions the monitor fills and maps read-only (layout in
-//! `fata-hvt-abi`, [`KvRegion`]).
+//! `fata-hvt-kv`, [`KvRegion`]).
 //!
 //! The guest reads a store in place: no hypercall, no copy until the app asks for bytes. Each
 //! region is checked once, when the devices are taken: it must lie in RAM between the heap and the
@@ -11,7 +11,8 @@ use crate::{boot, hypercall};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use fata_hvt_abi::{BootInfo, DeviceInfo, DeviceKind, KvRegion, MAX_DEVICES, PAGE_SIZE};
+use fata_hvt_abi::{BootInfo, DeviceInfo, DeviceKind, MAX_DEVICES, PAGE_SIZE};
+use fata_hvt_kv::KvRegion;
 use fata_platform::{DeviceError, Kv};
 
 /// A key-value store of the hvt target: a checked view of its read-only region.
@@ -62,7 +63,7 @@ fn placement_ok(info: &BootInfo, addr: u64, len: u64) -> bool {
 }
 
 fn check(info: &BootInfo, device: &DeviceInfo) -> Result<KvRegion<'static>, String> {
-    let (addr, len) = (device.ring_addr, device.ring_len);
+    let (addr, len) = (device.ring_addr.0, device.ring_len);
     if !placement_ok(info, addr, len) {
         return Err(format!(
             "its region ({len} bytes at {addr:#x}) is not page-aligned between the heap and the \
@@ -119,7 +120,8 @@ impl Kv for HvtKv {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fata_hvt_abi::{Codec, KvEntry, KvHeader, kv_index_len};
+    use fata_hvt_abi::{GuestAddr, KvEntry, KvHeader, kv_index_len};
+    use fata_hvt_codec::Codec;
 
     /// A region with `entries` in this order, leaked for `'static`.
     fn region(entries: &[(&str, &[u8])]) -> &'static [u8] {
@@ -191,7 +193,7 @@ mod tests {
         );
         let device = DeviceInfo {
             kind: DeviceKind::Kv as u32,
-            ring_addr: 4096,
+            ring_addr: GuestAddr(4096),
             ring_len: 64,
             ..DeviceInfo::EMPTY
         };

@@ -34,6 +34,11 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use fata_hvt_abi::YIELD_FOREVER;
 use fata_platform::{Device, Platform, ReadySet};
 
+const _: () = assert!(
+    fata_hvt_abi::COALESCE_BELOW == fata_platform::COALESCE_BELOW,
+    "the monitor coalesces by the same rule as every other target"
+);
+
 /// Set by the first `take_devices`: later calls get nothing.
 static DEVICES_TAKEN: AtomicBool = AtomicBool::new(false);
 

@@ -11,8 +11,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 use fata_hvt_abi::{
-    BootInfo, DeviceKind, MAX_DEVICES, NET_FRAME_MAX, NET_FRAME_MIN, NET_RX_HEADER, NET_SLOTS_MAX,
-    NET_TX_HEADER, NetRingHeader, NetSlotHeader, net_ring_len, net_rx_slot, net_tx_slot,
+    BootInfo, DeviceKind, GuestAddr, MAX_DEVICES, NET_FRAME_MAX, NET_FRAME_MIN, NET_RX_HEADER,
+    NET_SLOTS_MAX, NET_TX_HEADER, NetRingHeader, NetSlotHeader, net_ring_len, net_rx_slot,
+    net_tx_slot,
 };
 use fata_platform::{DeviceError, Net, ReadySet};
 use spin::Once;
@@ -28,7 +29,7 @@ pub struct Rings {
     base: usize,
     rx_slots: u32,
     tx_slots: u32,
-    doorbell: u64,
+    doorbell: GuestAddr,
 }
 
 static RINGS: Once<Vec<Rings>> = Once::new();
@@ -49,9 +50,10 @@ fn parse(info: &BootInfo) -> Vec<Rings> {
                 && slots_ok(d.tx_slots)
                 && d.handle < 64
                 && d.ring_len == net_ring_len(d.rx_slots, d.tx_slots)
-                && d.ring_addr.is_multiple_of(4096)
-                && d.ring_addr != 0
+                && d.ring_addr.0.is_multiple_of(4096)
+                && d.ring_addr.0 != 0
                 && d.ring_addr
+                    .0
                     .checked_add(d.ring_len)
                     .is_some_and(|end| end <= info.mem_size)
         })
@@ -62,7 +64,7 @@ fn parse(info: &BootInfo) -> Vec<Rings> {
                 handle: d.handle,
                 mac: d.mac,
                 mtu: d.mtu,
-                base: d.ring_addr as usize,
+                base: d.ring_addr.0 as usize,
                 rx_slots: d.rx_slots,
                 tx_slots: d.tx_slots,
                 doorbell: d.doorbell,

@@ -1,107 +1,15 @@
 //! Everything that can end a run other than the guest's own exit, with the process exit code each
-//! maps to.
+//! maps to ([`EXIT_CODES`]). Each step's module owns its error; this enum wraps them with what the
+//! monitor was doing.
 
+use crate::config::DeviceError;
 use crate::elf::ImageError;
-use crate::kv::KvError;
+use crate::kv::StoreError;
 use crate::layout::LayoutError;
-use crate::memory::OutOfRam;
-use fata_hvt_abi::{CONSOLE_WRITE_MAX, Hypercall, NET_FRAME_MAX, NET_FRAME_MIN};
+use crate::net::NetSetupError;
+use crate::violation::AbiViolation;
 use std::path::PathBuf;
 use thiserror::Error;
-
-/// A way the guest broke the hvt ABI. The monitor ends the guest; it never continues past one.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum AbiViolation {
-    /// A store to the hypercall window with a number that is not a hypercall.
-    #[error("unknown hypercall number {0}")]
-    UnknownHypercall(u64),
-    /// A hypercall this monitor reserves for a later ABI version.
-    #[error("hypercall {0} is reserved in this ABI version")]
-    Reserved(Hypercall),
-    /// A hypercall store that was not one aligned 8-byte write.
-    #[error(
-        "a {len}-byte store to {addr:#x} is not a hypercall (it takes one aligned 8-byte store)"
-    )]
-    BadStore {
-        /// The address stored to.
-        addr: u64,
-        /// The store's width in bytes.
-        len: usize,
-    },
-    /// A read from the hypercall window or from an address with no memory.
-    #[error("the guest read {addr:#x}, which has no memory behind it")]
-    BadRead {
-        /// The address read.
-        addr: u64,
-    },
-    /// A store to an address with no memory, outside the hypercall window.
-    #[error("the guest wrote {addr:#x}, which has no memory behind it")]
-    NoMemory {
-        /// The address written.
-        addr: u64,
-    },
-    /// Port I/O, which is not part of the ABI.
-    #[error("port I/O to port {0:#x} is not part of the hvt ABI")]
-    PortIo(u16),
-    /// A hypercall argument or buffer outside guest RAM.
-    #[error("{call} hypercall: {source}")]
-    Memory {
-        /// The hypercall.
-        call: Hypercall,
-        /// The bad range.
-        source: OutOfRam,
-    },
-    /// A console write longer than the ABI allows.
-    #[error("console write of {0} bytes exceeds the {CONSOLE_WRITE_MAX}-byte limit")]
-    ConsoleTooLong(u64),
-    /// A yield with no deadline and nothing that could wake the guest.
-    #[error("the guest waits forever with no device that could wake it")]
-    WaitsForever,
-    /// A network ring the guest left in a state the ABI forbids.
-    #[error("network device {handle}: {defect}")]
-    NetRing {
-        /// The device's handle.
-        handle: u32,
-        /// What is wrong with its rings.
-        defect: RingDefect,
-    },
-}
-
-/// What is wrong with a network ring the guest wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-pub enum RingDefect {
-    /// A transmit slot's length is outside the frame limits.
-    #[error(
-        "transmit slot {index} holds a frame of {len} bytes; frames are {NET_FRAME_MIN} to \
-         {NET_FRAME_MAX} bytes"
-    )]
-    FrameLength {
-        /// The slot's index (counted since boot).
-        index: u32,
-        /// The length the guest wrote.
-        len: u32,
-    },
-    /// The transmit ring's `produced` index is more than a ring ahead of the monitor's `consumed`.
-    #[error(
-        "the transmit ring says {produced} frames were produced, but {consumed} were consumed and the ring is smaller than the difference"
-    )]
-    TxIndex {
-        /// The guest's index.
-        produced: u32,
-        /// The monitor's index.
-        consumed: u32,
-    },
-    /// The receive ring's `consumed` index is ahead of the monitor's `produced`.
-    #[error(
-        "the receive ring says {consumed} frames were consumed, but only {produced} were produced"
-    )]
-    RxIndex {
-        /// The monitor's index.
-        produced: u32,
-        /// The guest's index.
-        consumed: u32,
-    },
-}
 
 /// How the guest's CPU stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -184,30 +92,15 @@ pub enum Error {
         /// The guest's instruction pointer after the offending access.
         rip: u64,
     },
+    /// The devices the configuration names cannot be given to the guest (names, count).
+    #[error(transparent)]
+    Devices(#[from] DeviceError),
     /// A network device cannot be set up.
-    #[error(
-        "cannot set up network device {name} on tap {tap}: {source}\nhint: the monitor attaches to \
-         the tap interface (creating it when it is missing), which needs root or CAP_NET_ADMIN and \
-         /dev/net/tun; `ip tuntap add dev {tap} mode tap` creates one ahead of time"
-    )]
-    Net {
-        /// The device's name.
-        name: String,
-        /// The tap interface.
-        tap: String,
-        /// Why.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Net(#[from] NetSetupError),
     /// A key-value store cannot be set up.
-    #[error("cannot set up key-value store {name} from {}: {source}", dir.display())]
-    Kv {
-        /// The store's name.
-        name: String,
-        /// The directory behind it.
-        dir: PathBuf,
-        /// Why.
-        source: KvError,
-    },
+    #[error(transparent)]
+    Kv(#[from] StoreError),
     /// SIGINT or SIGTERM stopped the guest.
     #[error("stopped by signal {signal}")]
     Stopped {
@@ -225,36 +118,122 @@ pub enum Error {
 }
 
 impl Error {
-    /// The process exit code for this error. Guests choose their own statuses (0-255); the monitor's
-    /// own failures use this block near the top:
-    ///
-    /// | code | meaning |
-    /// |---|---|
-    /// | 116 | a key-value store cannot be set up (unreadable or unsuitable files, too large) |
-    /// | 117 | a network device cannot be set up (tap, device names) |
-    /// | 118 | host I/O failed while the guest ran |
-    /// | 119 | invalid configuration (memory size, arguments too long) |
-    /// | 120 | the image file cannot be read |
-    /// | 121 | the image is not a valid hvt unikernel |
-    /// | 122 | KVM is not available (`/dev/kvm` missing, no permission, cannot create a VM) |
-    /// | 123 | a KVM call failed while setting up the VM |
-    /// | 124 | the guest faulted (RIP and RSP printed) |
-    /// | 125 | the guest broke the hvt ABI |
-    /// | 128 + N | signal N (SIGINT, SIGTERM) stopped the guest |
+    /// The process exit code for this error: a row of [`EXIT_CODES`], or 128 + N when signal N
+    /// (SIGINT, SIGTERM) stopped the guest.
     pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Stopped { signal } => 128 + signal,
-            Error::Kv { .. } => 116,
-            Error::Net { .. } => 117,
-            Error::HostIo { .. } => 118,
-            Error::Config(LayoutError::ImageTooLarge(_)) => 121,
-            Error::Config(_) => 119,
-            Error::ReadImage { .. } => 120,
-            Error::Image { .. } => 121,
-            Error::KvmUnavailable(_) => 122,
-            Error::VmSetup { .. } => 123,
-            Error::GuestFault { .. } => 124,
-            Error::Abi { .. } => 125,
+        i32::from(match self {
+            Error::Stopped { signal } => return 128 + signal,
+            Error::Kv(_) => EXIT_KV,
+            Error::Devices(_) | Error::Net(_) => EXIT_NET,
+            Error::HostIo { .. } => EXIT_HOST_IO,
+            Error::Config(LayoutError::ImageTooLarge(_)) => EXIT_IMAGE,
+            Error::Config(_) => EXIT_CONFIG,
+            Error::ReadImage { .. } => EXIT_READ_IMAGE,
+            Error::Image { .. } => EXIT_IMAGE,
+            Error::KvmUnavailable(_) => EXIT_NO_KVM,
+            Error::VmSetup { .. } => EXIT_VM_SETUP,
+            Error::GuestFault { .. } => EXIT_FAULT,
+            Error::Abi { .. } => EXIT_ABI,
+        })
+    }
+}
+
+const EXIT_KV: u8 = 116;
+const EXIT_NET: u8 = 117;
+const EXIT_HOST_IO: u8 = 118;
+const EXIT_CONFIG: u8 = 119;
+const EXIT_READ_IMAGE: u8 = 120;
+const EXIT_IMAGE: u8 = 121;
+const EXIT_NO_KVM: u8 = 122;
+const EXIT_VM_SETUP: u8 = 123;
+const EXIT_FAULT: u8 = 124;
+const EXIT_ABI: u8 = 125;
+
+/// The exit codes of the monitor's own failures and what each means: the one place they are
+/// written. Guests choose their own statuses (0-255); the monitor uses this block near the top,
+/// and 128 + N when signal N stopped the guest. docs/hvt.md carries the same table, which a test
+/// checks against this one.
+pub const EXIT_CODES: &[(u8, &str)] = &[
+    (
+        EXIT_KV,
+        "a key-value store cannot be set up: unreadable file or directory, a name that is not \
+         UTF-8, too large for `--mem` (the message says what fits)",
+    ),
+    (
+        EXIT_NET,
+        "a network device cannot be set up, or the devices' names or number are unusable",
+    ),
+    (EXIT_HOST_IO, "host I/O failed while the guest ran"),
+    (
+        EXIT_CONFIG,
+        "bad configuration (memory size, arguments too long)",
+    ),
+    (EXIT_READ_IMAGE, "the image file cannot be read"),
+    (
+        EXIT_IMAGE,
+        "the file is not a valid hvt image (the message says which check failed)",
+    ),
+    (
+        EXIT_NO_KVM,
+        "KVM is not available: `/dev/kvm` missing, no permission, or a VM cannot be created",
+    ),
+    (EXIT_VM_SETUP, "a KVM call failed while setting the VM up"),
+    (
+        EXIT_FAULT,
+        "the guest faulted: RIP and RSP are printed with a hint",
+    ),
+    (
+        EXIT_ABI,
+        "the guest broke the hvt ABI (bad pointer, unknown hypercall, ...): RIP and a hint",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_docs_carry_the_exit_code_table() {
+        let docs = include_str!("../../../docs/hvt.md");
+        for (code, meaning) in EXIT_CODES {
+            let row = format!("| {code} | {meaning} |");
+            assert!(docs.contains(&row), "docs/hvt.md lacks the row\n{row}");
         }
+        let codes: Vec<u8> = EXIT_CODES.iter().map(|(code, _)| *code).collect();
+        assert!(
+            codes.windows(2).all(|w| w[0] < w[1]),
+            "one row per code, in order"
+        );
+    }
+
+    #[test]
+    fn every_error_maps_to_a_documented_code() {
+        let errors = [
+            Error::Config(LayoutError::BadMemSize(1)),
+            Error::Config(LayoutError::ImageTooLarge(1)),
+            Error::KvmUnavailable(String::new()),
+            Error::HostIo {
+                what: "test",
+                source: std::io::Error::other("test"),
+            },
+            Error::GuestFault {
+                kind: FaultKind::Shutdown,
+                rip: 0,
+                rsp: 0,
+            },
+            Error::Abi {
+                violation: AbiViolation::WaitsForever,
+                rip: 0,
+            },
+            Error::Devices(DeviceError::TooMany(9)),
+        ];
+        for error in errors {
+            let code = error.exit_code();
+            assert!(
+                EXIT_CODES.iter().any(|(c, _)| i32::from(*c) == code),
+                "{error} exits with {code}, which EXIT_CODES does not list"
+            );
+        }
+        assert_eq!(Error::Stopped { signal: 15 }.exit_code(), 143);
     }
 }

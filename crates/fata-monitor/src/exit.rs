@@ -1,8 +1,9 @@
 //! Decoding a KVM exit into what the monitor does next. A pure function, so tests can feed it exits
 //! without `/dev/kvm`.
 
-use crate::error::{AbiViolation, FaultKind};
-use crate::memory::Gpa;
+use crate::error::FaultKind;
+use crate::violation::AbiViolation;
+use fata_hvt_abi::GuestAddr;
 use fata_hvt_abi::{
     DOORBELL_BASE, DOORBELL_WINDOW_SIZE, HYPERCALL_BASE, HYPERCALL_WINDOW_SIZE, Hypercall,
 };
@@ -16,7 +17,7 @@ pub enum Exit {
         /// Which one.
         call: Hypercall,
         /// Where its argument struct is.
-        args: Gpa,
+        args: GuestAddr,
     },
     /// A store to the doorbell window: send device `slot`'s transmit ring, if it has one.
     Doorbell {
@@ -78,7 +79,7 @@ fn decode_store(addr: u64, data: &[u8]) -> Exit {
     match u32::try_from(nr).ok().and_then(Hypercall::from_u32) {
         Some(call) => Exit::Hypercall {
             call,
-            args: Gpa(u64::from_le_bytes(value)),
+            args: GuestAddr(u64::from_le_bytes(value)),
         },
         None => Exit::Abi(AbiViolation::UnknownHypercall(nr)),
     }
@@ -97,7 +98,7 @@ mod tests {
             decode(&VcpuExit::MmioWrite(at, &args)),
             Exit::Hypercall {
                 call: Hypercall::ConsoleWrite,
-                args: Gpa(0x12_3456)
+                args: GuestAddr(0x12_3456)
             }
         );
         assert_eq!(

@@ -1,9 +1,10 @@
 //! Hypercall handlers: read the argument struct through the checked accessor, act, write back the
 //! fields marked *out*.
 
-use crate::error::AbiViolation;
-use crate::memory::{Gpa, GuestRam, OutOfRam};
-use crate::net::{Failure, Nets};
+use crate::memory::{GuestRam, OutOfRam};
+use crate::net::Nets;
+use crate::violation::{AbiViolation, Stop};
+use fata_hvt_abi::GuestAddr;
 use fata_hvt_abi::{CONSOLE_WRITE_MAX, ConsoleWriteArgs, ExitArgs, Hypercall, YieldArgs};
 use std::io::Write;
 use std::time::Instant;
@@ -15,24 +16,6 @@ pub enum Action {
     Continue,
     /// The guest exited with this status.
     Exit(i32),
-}
-
-/// Why a hypercall ended the run.
-#[derive(Debug)]
-pub enum Stop {
-    /// The guest broke the ABI.
-    Abi(AbiViolation),
-    /// A host call failed: what the monitor was doing, and the error.
-    Host(&'static str, std::io::Error),
-}
-
-impl From<Failure> for Stop {
-    fn from(failure: Failure) -> Stop {
-        match failure {
-            Failure::Abi(violation) => Stop::Abi(violation),
-            Failure::Host(what, source) => Stop::Host(what, source),
-        }
-    }
 }
 
 /// Per-hypercall counts for `--stats`.
@@ -69,7 +52,7 @@ pub struct Handler<'a> {
 
 impl Handler<'_> {
     /// Carries out hypercall `call` with its argument struct at `args`.
-    pub fn handle(&mut self, call: Hypercall, args: Gpa) -> Result<Action, Stop> {
+    pub fn handle(&mut self, call: Hypercall, args: GuestAddr) -> Result<Action, Stop> {
         self.first_call.get_or_insert_with(Instant::now);
         let bad = |source: OutOfRam| Stop::Abi(AbiViolation::Memory { call, source });
         match call {
@@ -84,7 +67,7 @@ impl Handler<'_> {
                 }
                 // `len` is at most CONSOLE_WRITE_MAX, so it fits the buffer.
                 self.buffer.resize(a.len as usize, 0);
-                self.ram.read(Gpa(a.data), &mut self.buffer).map_err(bad)?;
+                self.ram.read(a.data, &mut self.buffer).map_err(bad)?;
                 self.console
                     .write_all(&self.buffer)
                     .and_then(|()| self.console.flush())
@@ -121,7 +104,7 @@ mod tests {
     use fata_hvt_abi::YIELD_FOREVER;
     use std::time::Duration;
 
-    fn run(ram: &GuestRam, call: Hypercall, args: Gpa) -> (Result<Action, Stop>, Vec<u8>) {
+    fn run(ram: &GuestRam, call: Hypercall, args: GuestAddr) -> (Result<Action, Stop>, Vec<u8>) {
         let mut out = Vec::new();
         let nets = Nets::open(&[], Duration::ZERO).unwrap();
         let mut h = Handler {
@@ -139,16 +122,16 @@ mod tests {
     #[test]
     fn console_write_copies_guest_bytes() {
         let ram = GuestRam::new(1 << 20).unwrap();
-        ram.write(Gpa(0x1000), b"hello\n").unwrap();
+        ram.write(GuestAddr(0x1000), b"hello\n").unwrap();
         ram.write_struct(
-            Gpa(0x2000),
+            GuestAddr(0x2000),
             &ConsoleWriteArgs {
-                data: 0x1000,
+                data: GuestAddr(0x1000),
                 len: 6,
             },
         )
         .unwrap();
-        let (r, out) = run(&ram, Hypercall::ConsoleWrite, Gpa(0x2000));
+        let (r, out) = run(&ram, Hypercall::ConsoleWrite, GuestAddr(0x2000));
         assert_eq!(r.unwrap(), Action::Continue);
         assert_eq!(out, b"hello\n");
     }
@@ -161,7 +144,7 @@ mod tests {
             other => panic!("expected an ABI violation, got {other:?}"),
         };
         // The argument struct itself outside RAM, and straddling its end.
-        let v = abi(run(&ram, Hypercall::Exit, Gpa(u64::MAX - 3)).0);
+        let v = abi(run(&ram, Hypercall::Exit, GuestAddr(u64::MAX - 3)).0);
         assert!(matches!(
             v,
             AbiViolation::Memory {
@@ -169,7 +152,7 @@ mod tests {
                 ..
             }
         ));
-        let v = abi(run(&ram, Hypercall::ConsoleWrite, Gpa((1 << 20) - 8)).0);
+        let v = abi(run(&ram, Hypercall::ConsoleWrite, GuestAddr((1 << 20) - 8)).0);
         assert!(matches!(v, AbiViolation::Memory { .. }));
         // Data pointer past RAM; length that overflows; length over the limit.
         for (data, len) in [
@@ -178,14 +161,20 @@ mod tests {
             (u64::MAX, 2),
             (0x1000, CONSOLE_WRITE_MAX + 1),
         ] {
-            ram.write_struct(Gpa(0x2000), &ConsoleWriteArgs { data, len })
-                .unwrap();
-            let (r, out) = run(&ram, Hypercall::ConsoleWrite, Gpa(0x2000));
+            ram.write_struct(
+                GuestAddr(0x2000),
+                &ConsoleWriteArgs {
+                    data: GuestAddr(data),
+                    len,
+                },
+            )
+            .unwrap();
+            let (r, out) = run(&ram, Hypercall::ConsoleWrite, GuestAddr(0x2000));
             abi(r);
             assert!(out.is_empty());
         }
         ram.write_struct(
-            Gpa(0x2000),
+            GuestAddr(0x2000),
             &YieldArgs {
                 timeout_ns: YIELD_FOREVER,
                 ..Default::default()
@@ -193,11 +182,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            abi(run(&ram, Hypercall::Yield, Gpa(0x2000)).0),
+            abi(run(&ram, Hypercall::Yield, GuestAddr(0x2000)).0),
             AbiViolation::WaitsForever
         );
         assert_eq!(
-            abi(run(&ram, Hypercall::Net, Gpa(0x2000)).0),
+            abi(run(&ram, Hypercall::Net, GuestAddr(0x2000)).0),
             AbiViolation::Reserved(Hypercall::Net)
         );
     }
@@ -210,14 +199,14 @@ mod tests {
             interest: 1,
             ready: 99,
         };
-        ram.write_struct(Gpa(0x2000), &args).unwrap();
+        ram.write_struct(GuestAddr(0x2000), &args).unwrap();
         let start = std::time::Instant::now();
         assert_eq!(
-            run(&ram, Hypercall::Yield, Gpa(0x2000)).0.unwrap(),
+            run(&ram, Hypercall::Yield, GuestAddr(0x2000)).0.unwrap(),
             Action::Continue
         );
         assert!(start.elapsed() >= Duration::from_millis(2));
-        let back: YieldArgs = ram.read_struct(Gpa(0x2000)).unwrap();
+        let back: YieldArgs = ram.read_struct(GuestAddr(0x2000)).unwrap();
         assert_eq!(back.ready, 0);
     }
 }

@@ -14,39 +14,36 @@
 //! bytes, more than [`KV_ENTRIES_MAX`] files or more bytes than guest RAM can spare are errors
 //! that name the path and say what to do.
 
-use crate::error::Error;
-use crate::layout::LayoutError;
-use crate::memory::{Gpa, GuestRam};
+use crate::config::KvConfig;
+use crate::memory::{GuestRam, OutOfRam};
+use fata_hvt_abi::GuestAddr;
 use fata_hvt_abi::{
-    Codec, DeviceInfo, DeviceKind, KV_ENTRIES_MAX, KV_KEY_MAX, KV_VALUE_ALIGN, KvEntry, KvHeader,
+    DeviceInfo, DeviceKind, KV_ENTRIES_MAX, KV_KEY_MAX, KV_VALUE_ALIGN, KvEntry, KvHeader,
     MAX_MEM_BYTES, PAGE_SIZE, kv_index_len,
 };
+use fata_hvt_codec::Codec;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 use vm_memory::ReadVolatile;
 
-/// One key-value store as the command line gives it (`--kv NAME=DIR`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KvConfig {
-    /// The name the guest looks the store up by (`data` by default in the CLI).
+/// A key-value store that cannot be given to the guest, and why.
+#[derive(Debug, Error)]
+#[error("cannot set up key-value store {name} from {}: {source}", dir.display())]
+pub struct StoreError {
+    /// The store's name.
     pub name: String,
-    /// The directory whose regular files become the store's keys and values.
+    /// The directory behind it.
     pub dir: PathBuf,
+    /// Why.
+    #[source]
+    pub source: KvError,
 }
 
 /// Why a key-value store cannot be given to the guest.
 #[derive(Debug, Error)]
 pub enum KvError {
-    /// The store's name is unusable.
-    #[error(
-        "the store name must be 1 to 15 bytes without NUL and differ from every other device's"
-    )]
-    BadName,
-    /// More devices than the boot info holds.
-    #[error("at most {0} devices (network interfaces and stores together) are supported")]
-    TooManyDevices(usize),
     /// The directory, a subdirectory or a file cannot be read.
     #[error("cannot read {}: {source}", path.display())]
     Read {
@@ -88,6 +85,9 @@ pub enum KvError {
         /// A memory size that fits, in MiB.
         suggest: u64,
     },
+    /// A region fell outside guest RAM (cannot happen for a placed store).
+    #[error(transparent)]
+    OutOfRam(#[from] OutOfRam),
     /// The stores do not fit even the largest guest.
     #[error(
         "the stores take {bytes} bytes of guest RAM (files and index), more than a guest of at \
@@ -132,29 +132,18 @@ pub struct Kvs {
 }
 
 impl Kvs {
-    /// Walks each store's directory and lays out its region; `taken` are the names of the other
-    /// devices (the stores' handles follow theirs). Touches no guest memory.
-    pub fn scan(configs: &[KvConfig], taken: &[&str]) -> Result<Kvs, Error> {
-        let first_handle = taken.len();
+    /// Walks each store's directory and lays out its region; the stores' handles follow the
+    /// `first_handle` other devices. Names and the device count were checked with the rest of
+    /// the configuration. Touches no guest memory.
+    pub fn scan(configs: &[KvConfig], first_handle: usize) -> Result<Kvs, StoreError> {
         let mut stores: Vec<Store> = Vec::with_capacity(configs.len());
         for config in configs {
-            let fail = |source| Error::Kv {
+            let fail = |source| StoreError {
                 name: config.name.clone(),
                 dir: config.dir.clone(),
                 source,
             };
-            if first_handle + stores.len() >= fata_hvt_abi::MAX_DEVICES {
-                return Err(fail(KvError::TooManyDevices(fata_hvt_abi::MAX_DEVICES)));
-            }
             let name = &config.name;
-            if name.is_empty()
-                || name.len() > 15
-                || name.contains('\0')
-                || taken.contains(&name.as_str())
-                || stores.iter().any(|s| &s.name == name)
-            {
-                return Err(fail(KvError::BadName));
-            }
             let mut files = Vec::new();
             collect(&config.dir, "", &mut files).map_err(fail)?;
             files.sort_by(|a, b| a.key.cmp(&b.key));
@@ -198,7 +187,7 @@ impl Kvs {
     /// Places the regions just below `top` (the network rings' bottom), leaving at least
     /// [`MIN_HEAP_BYTES`] between `image_end` and them; returns the lowest region address, where
     /// the heap must end. With no stores it returns `top`.
-    pub fn place(&mut self, top: u64, image_end: u64, mem: u64) -> Result<u64, Error> {
+    pub fn place(&mut self, top: u64, image_end: u64, mem: u64) -> Result<u64, StoreError> {
         if self.stores.is_empty() {
             return Ok(top);
         }
@@ -226,7 +215,7 @@ impl Kvs {
                     suggest: suggest >> 20,
                 }
             };
-            return Err(Error::Kv {
+            return Err(StoreError {
                 name: largest.name.clone(),
                 dir: largest.dir.clone(),
                 source,
@@ -250,16 +239,16 @@ impl Kvs {
 
     /// Writes each region into guest RAM: header, index, keys, and each file's bytes read
     /// straight into place.
-    pub fn write(&self, ram: &GuestRam) -> Result<(), Error> {
+    pub fn write(&self, ram: &GuestRam) -> Result<(), StoreError> {
         for store in &self.stores {
-            let fail = |source| Error::Kv {
+            let fail = |source| StoreError {
                 name: store.name.clone(),
                 dir: store.dir.clone(),
                 source,
             };
             let (index, _) = encode_index(&store.files);
-            ram.write(Gpa(store.addr), &index)
-                .map_err(LayoutError::from)?;
+            ram.write(GuestAddr(store.addr), &index)
+                .map_err(|e| fail(e.into()))?;
             for file in &store.files {
                 let read = |source| {
                     fail(KvError::Read {
@@ -269,8 +258,8 @@ impl Kvs {
                 };
                 let mut f = File::open(&file.path).map_err(read)?;
                 let mut slice = ram
-                    .slice(Gpa(store.addr + file.value_offset), file.len)
-                    .map_err(LayoutError::from)?;
+                    .slice(GuestAddr(store.addr + file.value_offset), file.len)
+                    .map_err(|e| fail(e.into()))?;
                 f.read_exact_volatile(&mut slice).map_err(|e| match e {
                     vm_memory::VolatileMemoryError::IOError(io)
                         if io.kind() == io::ErrorKind::UnexpectedEof =>
@@ -301,7 +290,7 @@ impl Kvs {
                 name,
                 kind: DeviceKind::Kv as u32,
                 handle: handle as u32,
-                ring_addr: store.addr,
+                ring_addr: GuestAddr(store.addr),
                 ring_len: store.len,
                 ..DeviceInfo::EMPTY
             };
@@ -399,7 +388,7 @@ fn encode_index(files: &[FileEntry]) -> (Vec<u8>, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fata_hvt_abi::KvRegion;
+    use fata_hvt_kv::KvRegion;
 
     fn config(dir: &Path) -> Vec<KvConfig> {
         vec![KvConfig {
@@ -416,7 +405,7 @@ mod tests {
         std::fs::write(dir.path().join("css/site.css"), b"body{}").unwrap();
         std::fs::write(dir.path().join("css/deep/x"), b"").unwrap();
         std::os::unix::fs::symlink("index.html", dir.path().join("link")).unwrap();
-        let mut kvs = Kvs::scan(&config(dir.path()), &["service"]).unwrap();
+        let mut kvs = Kvs::scan(&config(dir.path()), 1).unwrap();
         let top = 30 << 20;
         let bottom = kvs.place(top, 2 << 20, 32 << 20).unwrap();
         assert_eq!(bottom, top - PAGE_SIZE);
@@ -429,7 +418,7 @@ mod tests {
         assert_eq!(infos[1].handle, 1);
         assert_eq!(&infos[1].name[..5], b"data\0");
         let mut region = vec![0u8; infos[1].ring_len as usize];
-        ram.read(Gpa(infos[1].ring_addr), &mut region).unwrap();
+        ram.read(infos[1].ring_addr, &mut region).unwrap();
         let kv = KvRegion::new_checked(&region).unwrap();
         let keys: Vec<&str> = kv.iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["css/deep/x", "css/site.css", "index.html"]);
@@ -440,8 +429,7 @@ mod tests {
 
     #[test]
     fn bad_directories_are_refused_with_the_path() {
-        let missing = Kvs::scan(&config(Path::new("/nonexistent/fata")), &[]).unwrap_err();
-        assert_eq!(missing.exit_code(), 116);
+        let missing = Kvs::scan(&config(Path::new("/nonexistent/fata")), 0).unwrap_err();
         assert!(
             missing.to_string().contains("/nonexistent/fata"),
             "{missing}"
@@ -451,23 +439,17 @@ mod tests {
         let bad = std::os::unix::ffi::OsStrExt::from_bytes(b"caf\xe9");
         let bad: &std::ffi::OsStr = bad;
         std::fs::write(dir.path().join(bad), b"x").unwrap();
-        let err = Kvs::scan(&config(dir.path()), &[]).unwrap_err();
+        let err = Kvs::scan(&config(dir.path()), 0).unwrap_err();
         assert!(err.to_string().contains("not UTF-8"), "{err}");
-
-        let taken = Kvs::scan(&config(dir.path()), &["data"]).unwrap_err();
-        assert!(taken.to_string().contains("store name"), "{taken}");
-        let full = Kvs::scan(&config(dir.path()), &["a"; 8]).unwrap_err();
-        assert!(full.to_string().contains("at most 8 devices"), "{full}");
     }
 
     #[test]
     fn regions_that_do_not_fit_are_not_placed() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("big"), vec![7u8; 3 << 20]).unwrap();
-        let mut kvs = Kvs::scan(&config(dir.path()), &[]).unwrap();
+        let mut kvs = Kvs::scan(&config(dir.path()), 0).unwrap();
         assert!(kvs.bytes() > 3 << 20);
         let err = kvs.place(4 << 20, 2 << 20, 6 << 20).unwrap_err();
-        assert_eq!(err.exit_code(), 116);
         let text = err.to_string();
         assert!(text.contains("raise --mem to at least 10 MiB"), "{text}");
         assert!(kvs.place(8 << 20, 2 << 20, 10 << 20).is_ok());
@@ -483,18 +465,17 @@ mod tests {
         let file = dir.path().join("secret");
         std::fs::write(&file, b"x").unwrap();
         // Gone between the scan and the copy.
-        let kvs = Kvs::scan(&config(dir.path()), &[]).unwrap();
+        let kvs = Kvs::scan(&config(dir.path()), 0).unwrap();
         std::fs::remove_file(&file).unwrap();
         let ram = GuestRam::new(8 << 20).unwrap();
         let err = kvs.write(&ram).unwrap_err();
-        assert_eq!(err.exit_code(), 116);
         assert!(
             err.to_string().contains("cannot read") && err.to_string().contains("secret"),
             "{err}"
         );
         // Grown between the scan and the copy.
         std::fs::write(&file, b"x").unwrap();
-        let mut kvs = Kvs::scan(&config(dir.path()), &[]).unwrap();
+        let mut kvs = Kvs::scan(&config(dir.path()), 0).unwrap();
         kvs.place(6 << 20, 1 << 20, 8 << 20).unwrap();
         std::fs::write(&file, b"xy").unwrap();
         let err = kvs.write(&ram).unwrap_err();
@@ -503,7 +484,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).unwrap();
         if std::fs::read(&file).is_err() {
-            let err = Kvs::scan(&config(dir.path()), &[]).unwrap_err();
+            let err = Kvs::scan(&config(dir.path()), 0).unwrap_err();
             assert!(err.to_string().contains("Permission denied"), "{err}");
         }
     }

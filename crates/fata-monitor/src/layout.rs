@@ -17,11 +17,14 @@
 //! a whole one, 4 KiB pages at its edges); the hypercall window is mapped writable so that stores
 //! to it reach the monitor.
 
+use crate::arch::{self, Tables};
 use crate::elf::Image;
-use crate::memory::{Gpa, GuestRam, OutOfRam};
+use crate::memory::{GuestRam, OutOfRam};
+use fata_hvt_abi::GuestAddr;
 use fata_hvt_abi::{
-    BootInfo, CMDLINE_MAX, Codec, HYPERCALL_BASE, LOAD_ADDR, MAX_MEM_BYTES, PAGE_SIZE, STACK_SIZE,
+    BootInfo, CMDLINE_MAX, HYPERCALL_BASE, LOAD_ADDR, MAX_MEM_BYTES, PAGE_SIZE, STACK_SIZE,
 };
+use fata_hvt_codec::Codec;
 use thiserror::Error;
 
 /// Guest-physical address of the GDT.
@@ -30,18 +33,17 @@ pub const GDT_ADDR: u64 = 0x1000;
 pub const TSS_ADDR: u64 = 0x1080;
 /// Size of a 64-bit TSS minus one.
 pub const TSS_LIMIT: u32 = 0x67;
-/// The GDT's limit: five 8-byte entries (null, code, data, two for the TSS).
-pub const GDT_LIMIT: u16 = 5 * 8 - 1;
-/// Selector of the DPL3 64-bit code segment, RPL 3.
-pub const CODE_SELECTOR: u16 = 0x08 | 3;
-/// Selector of the DPL3 data segment, RPL 3.
-pub const DATA_SELECTOR: u16 = 0x10 | 3;
-/// Selector of the TSS.
-pub const TSS_SELECTOR: u16 = 0x18;
 /// Guest-physical address of the boot info.
 pub const BOOT_INFO_ADDR: u64 = 0x2000;
 /// Guest-physical address of the top-level page table (CR3).
 pub const PML4_ADDR: u64 = 0x3000;
+/// Where the tables the vCPU's entry state points at lie.
+pub const TABLES: Tables = Tables {
+    gdt: GDT_ADDR,
+    tss: TSS_ADDR,
+    tss_limit: TSS_LIMIT,
+    pml4: PML4_ADDR,
+};
 const TABLES_END: u64 = 0x8_0000;
 /// Guest-physical address of the app arguments.
 pub const CMDLINE_ADDR: u64 = 0x8_0000;
@@ -101,7 +103,7 @@ pub fn load_image(ram: &GuestRam, file: &[u8], image: &Image) -> Result<(), Layo
     for s in &image.segments {
         // The parser checked that the file range is inside `file`.
         let from = s.file_offset as usize;
-        ram.write(Gpa(s.addr), &file[from..from + s.file_size as usize])?;
+        ram.write(GuestAddr(s.addr), &file[from..from + s.file_size as usize])?;
     }
     Ok(())
 }
@@ -113,16 +115,12 @@ pub fn write_tables(
     image: &Image,
     read_only: &[(u64, u64)],
 ) -> Result<(), LayoutError> {
-    let gdt: [u64; 5] = [
-        0,
-        0x00af_fb00_0000_ffff, // code: present, DPL3, exec/read, accessed, long mode, 4 KiB granular
-        0x00cf_f300_0000_ffff, // data: present, DPL3, read/write, accessed, 32-bit, 4 KiB granular
-        tss_low(TSS_ADDR, TSS_LIMIT),
-        TSS_ADDR >> 32,
-    ];
-    ram.write(Gpa(GDT_ADDR), &words(&gdt))?;
+    ram.write(GuestAddr(GDT_ADDR), &words(&arch::gdt(&TABLES)))?;
     // The I/O bitmap offset (at byte 102) points past the TSS: no port is allowed.
-    ram.write(Gpa(TSS_ADDR + 102), &(TSS_LIMIT as u16 + 1).to_le_bytes())?;
+    ram.write(
+        GuestAddr(TSS_ADDR + 102),
+        &(TSS_LIMIT as u16 + 1).to_le_bytes(),
+    )?;
 
     let mut next = PML4_ADDR;
     let mut alloc = || -> Result<u64, LayoutError> {
@@ -151,7 +149,10 @@ pub fn write_tables(
             let overlaps_read_only = read_only.iter().any(|&(s, e)| s < end && addr < e);
             if addr < image.end || (overlaps_read_only && !inside_read_only) {
                 let pt_addr = alloc()?;
-                ram.write(Gpa(pt_addr), &words(&page_table(addr, image, read_only)))?;
+                ram.write(
+                    GuestAddr(pt_addr),
+                    &words(&page_table(addr, image, read_only)),
+                )?;
                 *entry = pt_addr | TABLE;
             } else if inside_read_only {
                 *entry = addr | READ_ONLY | HUGE;
@@ -160,11 +161,11 @@ pub fn write_tables(
             }
         }
         let pd_addr = alloc()?;
-        ram.write(Gpa(pd_addr), &words(&pd))?;
+        ram.write(GuestAddr(pd_addr), &words(&pd))?;
         pdpt[gib as usize] = pd_addr | TABLE;
     }
-    ram.write(Gpa(pdpt_addr), &words(&pdpt))?;
-    ram.write(Gpa(PML4_ADDR), &words(&pml4))?;
+    ram.write(GuestAddr(pdpt_addr), &words(&pdpt))?;
+    ram.write(GuestAddr(PML4_ADDR), &words(&pml4))?;
     Ok(())
 }
 
@@ -209,16 +210,6 @@ fn page_table(base: u64, image: &Image, read_only: &[(u64, u64)]) -> [u64; 512] 
     pt
 }
 
-/// The low 8 bytes of a 64-bit available TSS descriptor (marked busy, as the loaded TR must be).
-fn tss_low(base: u64, limit: u32) -> u64 {
-    let limit = limit as u64;
-    (limit & 0xffff)
-        | ((base & 0xff_ffff) << 16)
-        | (0x8b << 40) // present, DPL0, type 0xb: busy 64-bit TSS
-        | (((limit >> 16) & 0xf) << 48)
-        | (((base >> 24) & 0xff) << 56)
-}
-
 fn words(entries: &[u64]) -> Vec<u8> {
     entries.iter().flat_map(|e| e.to_le_bytes()).collect()
 }
@@ -233,7 +224,7 @@ pub fn write_args(ram: &GuestRam, args: &[String]) -> Result<u64, LayoutError> {
     if bytes.len() as u64 > CMDLINE_MAX {
         return Err(LayoutError::ArgsTooLong(bytes.len() as u64));
     }
-    ram.write(Gpa(CMDLINE_ADDR), &bytes)?;
+    ram.write(GuestAddr(CMDLINE_ADDR), &bytes)?;
     Ok(bytes.len() as u64)
 }
 
@@ -241,7 +232,7 @@ pub fn write_args(ram: &GuestRam, args: &[String]) -> Result<u64, LayoutError> {
 pub fn write_boot_info(ram: &GuestRam, info: &BootInfo) -> Result<(), LayoutError> {
     let mut raw = [0u8; BootInfo::SIZE];
     info.encode(&mut raw);
-    ram.write(Gpa(BOOT_INFO_ADDR), &raw)?;
+    ram.write(GuestAddr(BOOT_INFO_ADDR), &raw)?;
     Ok(())
 }
 
@@ -252,7 +243,7 @@ mod tests {
 
     fn read_u64(ram: &GuestRam, addr: u64) -> u64 {
         let mut b = [0u8; 8];
-        ram.read(Gpa(addr), &mut b).unwrap();
+        ram.read(GuestAddr(addr), &mut b).unwrap();
         u64::from_le_bytes(b)
     }
 
@@ -353,14 +344,5 @@ mod tests {
         assert!(stack_bottom(3 << 20).is_err());
         assert!(stack_bottom((32 << 20) + 4096).is_err());
         assert!(stack_bottom(MAX_MEM_BYTES + MIB2).is_err());
-    }
-
-    #[test]
-    fn tss_descriptor_encodes_base_and_limit() {
-        let d = tss_low(0x1234_5678, 0x67);
-        assert_eq!(d & 0xffff, 0x67);
-        assert_eq!((d >> 16) & 0xff_ffff, 0x34_5678);
-        assert_eq!(d >> 56, 0x12);
-        assert_eq!((d >> 40) & 0xff, 0x8b);
     }
 }

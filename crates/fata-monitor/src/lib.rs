@@ -3,56 +3,57 @@
 //! This is the host side of the hvt target and the trust boundary between a guest and the host. It
 //! shares only `fata-hvt-abi` with the guest. [`run`] goes through these steps:
 //!
-//! 1. validate the ELF image ([`elf::parse_image`]: a pure function with one error per defect);
-//! 2. lay out guest memory ([`layout`]): the image phys == virt at 1 MiB, identity page tables with
+//! 1. validate the ELF image ([`parse_image`]: a pure function with one error per defect);
+//! 2. lay out guest memory (`layout`): the image phys == virt at 1 MiB, identity page tables with
 //!    per-segment permissions, a GDT with DPL3 segments and a TSS, the boot info and the arguments;
-//!    Each key-value store ([`kv`]) is a host directory read into a region of guest RAM that the
+//!    Each key-value store (`kv`) is a host directory read into a region of guest RAM that the
 //!    page tables map read-only;
-//! 3. create the VM ([`vm`]): the vCPU starts at the entry point at CPL3 with paging, long mode and
+//! 3. create the VM (`vm`, with the
+//!    entry state in `arch`): the vCPU starts at the entry point at CPL3 with paging, long mode and
 //!    SSE already on;
-//! 4. confine the thread with a seccomp allow-list ([`seccomp`]);
-//! 5. run the vCPU loop, decoding each exit ([`exit::decode`], pure) and serving hypercalls
-//!    ([`hypercall`]), until the guest exits, faults or breaks the ABI. Network devices ([`net`])
+//! 4. confine the thread with a seccomp allow-list (`seccomp`);
+//! 5. run the vCPU loop, decoding each exit (`exit::decode`, pure) and serving hypercalls
+//!    (`hypercall`), until the guest exits, faults or breaks the ABI. Network devices (`net`)
 //!    are served on the guest's exits: each `Yield` moves frames between the taps and the rings in
 //!    guest RAM before it sleeps.
 //!
-//! Every guest address and length passes through one checked accessor, [`memory::GuestRam::slice`].
+//! Every guest address and length passes through one checked accessor, `memory::GuestRam::slice`.
 //! A hostile guest ends the run with an [`Error`]; it never panics the monitor or reaches host
 //! memory outside its RAM.
 //!
 //! # Exit codes
-//! The guest's exit status becomes the process's. The monitor's own failures map to codes
-//! 116-125 through [`Error::exit_code`]:
+//! The guest's exit status becomes the process's. The monitor's own failures map to the codes of
+//! [`EXIT_CODES`] through [`Error::exit_code`]; docs/hvt.md carries the same table.
 //!
-//! | code | meaning |
-//! |---|---|
-//! | 116 | a key-value store cannot be set up (unreadable or unsuitable files, too large) |
-//! | 117 | a network device cannot be set up (tap, device names) |
-//! | 118 | host I/O failed while the guest ran |
-//! | 119 | invalid configuration (memory size, arguments too long) |
-//! | 120 | the image file cannot be read |
-//! | 121 | the image is not a valid hvt unikernel |
-//! | 122 | KVM is not available (`/dev/kvm` missing, no permission, cannot create a VM) |
-//! | 123 | a KVM call failed while setting up the VM |
-//! | 124 | the guest faulted (RIP and RSP printed) |
-//! | 125 | the guest broke the hvt ABI |
+//! # API
+//! Everything but [`run`], [`run_with_console`], their [`Config`] and errors, and the ELF
+//! validator (for the fuzz target and tests) is private to the crate: VM setup is only sound in
+//! the order `run` does it.
 
-pub mod elf;
+mod arch;
+mod config;
+mod elf;
 mod error;
-pub mod exit;
-pub mod hypercall;
-pub mod kv;
-pub mod layout;
-pub mod memory;
-pub mod net;
-pub mod seccomp;
-pub mod vm;
+mod exit;
+mod hypercall;
+mod kv;
+mod layout;
+mod memory;
+mod net;
+mod seccomp;
+mod signal;
+mod violation;
+mod vm;
 
-pub use error::{AbiViolation, Error, FaultKind, RingDefect};
-pub use kv::KvConfig;
-pub use net::NetConfig;
+pub use config::{Config, DEFAULT_MEM_BYTES, DeviceError, KvConfig, NetConfig};
+pub use elf::{Image, ImageError, MAX_SEGMENTS, Segment, parse_image};
+pub use error::{EXIT_CODES, Error, FaultKind};
+pub use kv::{KvError, StoreError};
+pub use layout::LayoutError;
+pub use memory::OutOfRam;
+pub use net::{NetSetupError, RX_SLOTS as NET_RX_SLOTS, TX_SLOTS as NET_TX_SLOTS};
+pub use violation::{AbiViolation, RingDefect};
 
-use elf::ImageError;
 use fata_hvt_abi::{ABI_VERSION, BootInfo, CONSOLE_WRITE_MAX, LOAD_ADDR};
 use hypercall::{Counts, Handler};
 use kv::Kvs;
@@ -60,45 +61,8 @@ use memory::GuestRam;
 use net::Nets;
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
-use vmm_sys_util::signal::register_signal_handler;
-
-/// The default guest memory: 32 MiB.
-pub const DEFAULT_MEM_BYTES: u64 = 32 << 20;
-
-/// How to run a guest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// Bytes of guest RAM: a multiple of 2 MiB, 4 MiB to 3 GiB. Default [`DEFAULT_MEM_BYTES`].
-    pub mem_bytes: u64,
-    /// The app's arguments (without a program name), passed NUL-separated in the boot info.
-    pub args: Vec<String>,
-    /// Print exit counts, traffic and timings to stderr when the guest ends.
-    pub stats: bool,
-    /// Network interfaces, each backed by a tap device (at most `MAX_DEVICES`).
-    pub nets: Vec<NetConfig>,
-    /// Read-only key-value stores, each a host directory (with the network interfaces, at most
-    /// `MAX_DEVICES`).
-    pub kvs: Vec<KvConfig>,
-    /// While frames arrive faster than the guest exits for them, resume it at most once per this
-    /// interval, so that one exit serves a batch (interrupt coalescing, see
-    /// [`fata_platform::COALESCE_BELOW`]); zero, the default, resumes it at once.
-    pub net_coalesce: Duration,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            mem_bytes: DEFAULT_MEM_BYTES,
-            args: Vec::new(),
-            stats: false,
-            nets: Vec::new(),
-            kvs: Vec::new(),
-            net_coalesce: Duration::ZERO,
-        }
-    }
-}
+use vm::Vm;
 
 /// How a guest ended on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,33 +71,16 @@ pub struct GuestExit {
     pub status: i32,
 }
 
-/// The signal that asked the monitor to stop (SIGINT or SIGTERM), 0 while none has.
-static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn on_stop_signal(num: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    STOP_SIGNAL.store(num, Ordering::SeqCst);
-}
-
-/// The signal that asked the monitor to stop, if one did.
-pub(crate) fn stop_signal() -> Option<i32> {
-    match STOP_SIGNAL.load(Ordering::Relaxed) {
-        0 => None,
-        signal => Some(signal),
-    }
-}
-
 /// Runs the image at `image` with its console on the monitor's stdout.
 ///
 /// SIGINT and SIGTERM end the guest as [`Error::Stopped`] (after `--stats` are printed) instead
 /// of killing the process. Confines the calling thread with the seccomp allow-list for the rest of
 /// its life: call it from the thread that will only report the result and exit.
 pub fn run(image: &Path, config: &Config) -> Result<GuestExit, Error> {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        register_signal_handler(signal, on_stop_signal).map_err(|e| Error::VmSetup {
-            what: "handling SIGINT and SIGTERM",
-            source: e.into(),
-        })?;
-    }
+    signal::catch_stop_signals().map_err(|source| Error::VmSetup {
+        what: "handling SIGINT and SIGTERM",
+        source,
+    })?;
     run_with_console(image, config, &mut std::io::stdout())
 }
 
@@ -144,62 +91,13 @@ pub fn run_with_console(
     console: &mut dyn Write,
 ) -> Result<GuestExit, Error> {
     let start = Instant::now();
-    let stack_bottom = layout::stack_bottom(config.mem_bytes)?;
-    let mut nets = Nets::open(&config.nets, config.net_coalesce)?;
-    let net_names: Vec<&str> = config.nets.iter().map(|n| n.name.as_str()).collect();
-    let mut kvs = Kvs::scan(&config.kvs, &net_names)?;
-    let rings_bottom = nets.place(stack_bottom);
-    if rings_bottom <= LOAD_ADDR {
-        return Err(Error::Config(layout::LayoutError::RingsTooLarge {
-            mem: config.mem_bytes,
-        }));
-    }
-    let bytes = read_image(image, config.mem_bytes)?;
-    let parsed = elf::parse_image(&bytes, rings_bottom).map_err(|source| Error::Image {
-        path: image.into(),
-        source,
-    })?;
-    let heap_end = kvs.place(rings_bottom, parsed.end, config.mem_bytes)?;
-
-    let ram = GuestRam::new(config.mem_bytes).map_err(|source| Error::VmSetup {
-        what: "mapping guest memory",
-        source,
-    })?;
-    layout::load_image(&ram, &bytes, &parsed)?;
-    layout::write_tables(&ram, &parsed, &kvs.read_only())?;
-    kvs.write(&ram)?;
-    let cmdline_len = layout::write_args(&ram, &config.args)?;
-    let mut vm = vm::Vm::new(&ram, parsed.entry, config.mem_bytes)?;
-    let clock = vm.boot_clock()?;
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| Error::VmSetup {
-        what: "reading the host's random source",
-        source: std::io::Error::other(e),
-    })?;
-    let mut devices = nets.device_infos();
-    kvs.device_infos(&mut devices);
-    let info = BootInfo {
-        abi_version: ABI_VERSION,
-        device_count: (config.nets.len() + kvs.len()) as u32,
-        mem_size: config.mem_bytes,
-        kernel_end: parsed.end,
-        stack_bottom,
-        tsc_khz: clock.tsc_khz,
-        boot_tsc: clock.tsc,
-        boot_wall_ns: clock.wall_ns,
-        cmdline_addr: layout::CMDLINE_ADDR,
-        cmdline_len,
-        argc: config.args.len() as u64,
-        seed,
-        devices,
-        heap_end,
-        ..BootInfo::default()
-    };
-    layout::write_boot_info(&ram, &info)?;
-
+    config.check_devices()?;
+    let guest = Guest::load(image, config)?;
+    let mut vm = Vm::new(&guest.ram, guest.entry, config.mem_bytes)?;
+    guest.write_boot_info(&vm, config)?;
     let mut handler = Handler {
-        ram: &ram,
-        nets: &nets,
+        ram: &guest.ram,
+        nets: &guest.nets,
         console,
         buffer: Vec::with_capacity(CONSOLE_WRITE_MAX as usize),
         counts: Counts::default(),
@@ -217,51 +115,155 @@ pub fn run_with_console(
             vm.run(&mut handler, &mut exits)
         });
     if config.stats {
-        let c = handler.counts;
-        let first = handler
-            .first_call
-            .map_or(0.0, |t| (t - start).as_secs_f64() * 1e3);
-        eprintln!(
-            "fata-monitor: {exits} exits (console {}, {} bytes; yield {}, {} of them polls); setup {:.3} ms, first \
-             hypercall {first:.3} ms, total {:.3} ms after start",
-            c.console,
-            c.console_bytes,
-            c.yields,
-            c.polls,
-            setup.as_secs_f64() * 1e3,
-            start.elapsed().as_secs_f64() * 1e3,
-        );
-        if !kvs.is_empty() {
-            let (files, bytes) = kvs.totals();
-            eprintln!(
-                "fata-monitor: kv: {} stores, {files} files, {bytes} bytes in {} bytes of read-only \
-                 guest RAM",
-                kvs.len(),
-                kvs.bytes(),
-            );
-        }
-        if !nets.is_empty() {
-            let n = nets.stats();
-            let frames = n.frames_in + n.frames_out;
-            eprintln!(
-                "fata-monitor: net: {} frames in ({} bytes), {} frames out ({} bytes); {:.1} \
-                 frames per exit; {} sleeps in yield, {} coalescing naps, {} doorbell exits; \
-                 dropped {} in, {} out",
-                n.frames_in,
-                n.bytes_in,
-                n.frames_out,
-                n.bytes_out,
-                frames as f64 / exits.max(1) as f64,
-                n.sleeps,
-                n.naps,
-                c.doorbell_exits,
-                n.dropped_in,
-                n.dropped_out,
-            );
-        }
+        let timings = Timings {
+            start,
+            setup,
+            first_call: handler.first_call,
+        };
+        print_stats(&guest, &handler.counts, exits, &timings);
     }
-    drop(vm);
     result.map(|status| GuestExit { status })
+}
+
+/// A guest laid out in its RAM, devices open, before its VM exists.
+struct Guest {
+    ram: GuestRam,
+    nets: Nets,
+    kvs: Kvs,
+    /// The image's entry point.
+    entry: u64,
+    /// The first page past the image.
+    kernel_end: u64,
+    /// Where the stack starts.
+    stack_bottom: u64,
+    /// Where the heap ends.
+    heap_end: u64,
+    /// Bytes of app arguments written.
+    cmdline_len: u64,
+}
+
+impl Guest {
+    /// Opens the devices, validates the image and lays everything out in fresh guest RAM: the
+    /// stack at the top, the network rings and key-value regions below it, the image at
+    /// [`LOAD_ADDR`], page tables and arguments below that.
+    fn load(image: &Path, config: &Config) -> Result<Guest, Error> {
+        let stack_bottom = layout::stack_bottom(config.mem_bytes)?;
+        let mut nets = Nets::open(&config.nets, config.net_coalesce)?;
+        let mut kvs = Kvs::scan(&config.kvs, config.nets.len())?;
+        let rings_bottom = nets.place(stack_bottom);
+        if rings_bottom <= LOAD_ADDR {
+            return Err(Error::Config(layout::LayoutError::RingsTooLarge {
+                mem: config.mem_bytes,
+            }));
+        }
+        let bytes = read_image(image, config.mem_bytes)?;
+        let parsed = elf::parse_image(&bytes, rings_bottom).map_err(|source| Error::Image {
+            path: image.into(),
+            source,
+        })?;
+        let heap_end = kvs.place(rings_bottom, parsed.end, config.mem_bytes)?;
+        let ram = GuestRam::new(config.mem_bytes).map_err(|source| Error::VmSetup {
+            what: "mapping guest memory",
+            source,
+        })?;
+        layout::load_image(&ram, &bytes, &parsed)?;
+        layout::write_tables(&ram, &parsed, &kvs.read_only())?;
+        kvs.write(&ram)?;
+        let cmdline_len = layout::write_args(&ram, &config.args)?;
+        Ok(Guest {
+            ram,
+            nets,
+            kvs,
+            entry: parsed.entry,
+            kernel_end: parsed.end,
+            stack_bottom,
+            heap_end,
+            cmdline_len,
+        })
+    }
+
+    /// Writes the boot info, with the clock as `vm` sees it and a fresh random seed.
+    fn write_boot_info(&self, vm: &Vm<'_>, config: &Config) -> Result<(), Error> {
+        let clock = vm.boot_clock()?;
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| Error::VmSetup {
+            what: "reading the host's random source",
+            source: std::io::Error::other(e),
+        })?;
+        let mut devices = self.nets.device_infos();
+        self.kvs.device_infos(&mut devices);
+        let info = BootInfo {
+            abi_version: ABI_VERSION,
+            device_count: (config.nets.len() + self.kvs.len()) as u32,
+            mem_size: config.mem_bytes,
+            kernel_end: self.kernel_end,
+            stack_bottom: self.stack_bottom,
+            tsc_khz: clock.tsc_khz,
+            boot_tsc: clock.tsc,
+            boot_wall_ns: clock.wall_ns,
+            cmdline_addr: fata_hvt_abi::GuestAddr(layout::CMDLINE_ADDR),
+            cmdline_len: self.cmdline_len,
+            argc: config.args.len() as u64,
+            seed,
+            devices,
+            heap_end: self.heap_end,
+            ..BootInfo::default()
+        };
+        layout::write_boot_info(&self.ram, &info)?;
+        Ok(())
+    }
+}
+
+/// When the run started, how long setup took, and when the guest made its first hypercall.
+struct Timings {
+    start: Instant,
+    setup: Duration,
+    first_call: Option<Instant>,
+}
+
+/// `--stats`: exits, console, key-value and network counters, and timings, on stderr.
+fn print_stats(guest: &Guest, c: &Counts, exits: u64, timings: &Timings) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let first = timings.first_call.map_or(0.0, |t| ms(t - timings.start));
+    eprintln!(
+        "fata-monitor: {exits} exits (console {}, {} bytes; yield {}, {} of them polls); setup {:.3} ms, first \
+         hypercall {first:.3} ms, total {:.3} ms after start",
+        c.console,
+        c.console_bytes,
+        c.yields,
+        c.polls,
+        ms(timings.setup),
+        ms(timings.start.elapsed()),
+    );
+    let kvs = &guest.kvs;
+    if !kvs.is_empty() {
+        let (files, bytes) = kvs.totals();
+        eprintln!(
+            "fata-monitor: kv: {} stores, {files} files, {bytes} bytes in {} bytes of read-only \
+             guest RAM",
+            kvs.len(),
+            kvs.bytes(),
+        );
+    }
+    if !guest.nets.is_empty() {
+        let n = guest.nets.stats();
+        let frames = n.frames_in + n.frames_out;
+        eprintln!(
+            "fata-monitor: net: {} frames in ({} bytes), {} frames out ({} bytes); {:.1} \
+             frames per exit; {} sleeps in yield, {} coalescing naps, {} doorbell exits; \
+             dropped {} in, {} out",
+            n.frames_in,
+            n.bytes_in,
+            n.frames_out,
+            n.bytes_out,
+            frames as f64 / exits.max(1) as f64,
+            n.sleeps,
+            n.naps,
+            c.doorbell_exits,
+            n.dropped_in,
+            n.dropped_out,
+        );
+    }
 }
 
 fn read_image(path: &Path, mem_bytes: u64) -> Result<Vec<u8>, Error> {

@@ -5,30 +5,19 @@
 //! [`GuestRam::slice`], which checks `addr + len` for overflow and against the RAM size before any
 //! host memory is touched.
 
-use fata_hvt_abi::Codec;
-use std::fmt;
+use fata_hvt_abi::GuestAddr;
+use fata_hvt_codec::Codec;
 use thiserror::Error;
 use vm_memory::bitmap::BitmapSlice;
 use vm_memory::mmap::MmapRegion;
-use vm_memory::{VolatileMemory, VolatileSlice, WriteVolatile};
-
-/// A guest-physical address. Guest memory is identity-mapped, so it is also the guest's virtual
-/// address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Gpa(pub u64);
-
-impl fmt::Display for Gpa {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#x}", self.0)
-    }
-}
+use vm_memory::{VolatileMemory, VolatileSlice};
 
 /// An access outside guest RAM: `len` bytes at `addr`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[error("{len} bytes at guest address {addr} are not inside the guest's RAM")]
 pub struct OutOfRam {
     /// The first address asked for.
-    pub addr: Gpa,
+    pub addr: GuestAddr,
     /// The number of bytes asked for.
     pub len: u64,
 }
@@ -60,7 +49,7 @@ impl GuestRam {
     /// them is outside RAM (including when `addr + len` overflows).
     pub fn slice(
         &self,
-        addr: Gpa,
+        addr: GuestAddr,
         len: u64,
     ) -> Result<VolatileSlice<'_, impl BitmapSlice>, OutOfRam> {
         let err = OutOfRam { addr, len };
@@ -74,19 +63,19 @@ impl GuestRam {
     }
 
     /// Copies guest bytes at `addr` into `buf`.
-    pub fn read(&self, addr: Gpa, buf: &mut [u8]) -> Result<(), OutOfRam> {
+    pub fn read(&self, addr: GuestAddr, buf: &mut [u8]) -> Result<(), OutOfRam> {
         self.slice(addr, buf.len() as u64)?.copy_to(buf);
         Ok(())
     }
 
     /// Copies `bytes` into guest memory at `addr`.
-    pub fn write(&self, addr: Gpa, bytes: &[u8]) -> Result<(), OutOfRam> {
+    pub fn write(&self, addr: GuestAddr, bytes: &[u8]) -> Result<(), OutOfRam> {
         self.slice(addr, bytes.len() as u64)?.copy_from(bytes);
         Ok(())
     }
 
     /// Reads an ABI struct at `addr`.
-    pub fn read_struct<T: Codec>(&self, addr: Gpa) -> Result<T, OutOfRam> {
+    pub fn read_struct<T: Codec>(&self, addr: GuestAddr) -> Result<T, OutOfRam> {
         let mut raw = [0u8; 1024];
         let raw = raw.get_mut(..T::SIZE).ok_or(OutOfRam {
             addr,
@@ -97,7 +86,7 @@ impl GuestRam {
     }
 
     /// Writes an ABI struct at `addr`.
-    pub fn write_struct<T: Codec>(&self, addr: Gpa, value: &T) -> Result<(), OutOfRam> {
+    pub fn write_struct<T: Codec>(&self, addr: GuestAddr, value: &T) -> Result<(), OutOfRam> {
         let mut raw = [0u8; 1024];
         let raw = raw.get_mut(..T::SIZE).ok_or(OutOfRam {
             addr,
@@ -105,20 +94,6 @@ impl GuestRam {
         })?;
         value.encode(raw);
         self.write(addr, raw)
-    }
-
-    /// Writes `len` guest bytes at `addr` to `out`.
-    pub fn write_to(
-        &self,
-        addr: Gpa,
-        len: u64,
-        out: &mut impl WriteVolatile,
-    ) -> Result<std::io::Result<()>, OutOfRam> {
-        let slice = self.slice(addr, len)?;
-        Ok(out.write_all_volatile(&slice).map_err(|e| match e {
-            vm_memory::VolatileMemoryError::IOError(io) => io,
-            other => std::io::Error::other(other),
-        }))
     }
 }
 
@@ -129,20 +104,17 @@ mod tests {
     #[test]
     fn accessor_checks_bounds_and_overflow() {
         let ram = GuestRam::new(1 << 20).unwrap();
-        assert!(ram.slice(Gpa(0), 1 << 20).is_ok());
-        assert!(ram.slice(Gpa((1 << 20) - 1), 1).is_ok());
-        assert!(ram.slice(Gpa(1 << 20), 0).is_ok());
-        assert!(ram.slice(Gpa(1 << 20), 1).is_err());
-        assert!(ram.slice(Gpa((1 << 20) - 1), 2).is_err());
-        assert!(ram.slice(Gpa(u64::MAX), 2).is_err());
-        assert!(ram.slice(Gpa(8), u64::MAX).is_err());
-        assert!(ram.slice(Gpa(u64::MAX), 0).is_err());
-        ram.write(Gpa(100), b"fata").unwrap();
+        assert!(ram.slice(GuestAddr(0), 1 << 20).is_ok());
+        assert!(ram.slice(GuestAddr((1 << 20) - 1), 1).is_ok());
+        assert!(ram.slice(GuestAddr(1 << 20), 0).is_ok());
+        assert!(ram.slice(GuestAddr(1 << 20), 1).is_err());
+        assert!(ram.slice(GuestAddr((1 << 20) - 1), 2).is_err());
+        assert!(ram.slice(GuestAddr(u64::MAX), 2).is_err());
+        assert!(ram.slice(GuestAddr(8), u64::MAX).is_err());
+        assert!(ram.slice(GuestAddr(u64::MAX), 0).is_err());
+        ram.write(GuestAddr(100), b"fata").unwrap();
         let mut back = [0u8; 4];
-        ram.read(Gpa(100), &mut back).unwrap();
+        ram.read(GuestAddr(100), &mut back).unwrap();
         assert_eq!(&back, b"fata");
-        let mut out = Vec::new();
-        ram.write_to(Gpa(100), 4, &mut out).unwrap().unwrap();
-        assert_eq!(out, b"fata");
     }
 }

@@ -13,7 +13,7 @@
 //!   ([`Nets::flush`]): the frames go out and the guest resumes.
 //! - with a coalescing interval (`fata run --coalesce-us`), a `Yield` that finds frames already
 //!   waiting, after a resumption that brought only a few, resumes the guest at most once per
-//!   interval, so that one exit serves a batch (see `fata_platform::COALESCE_BELOW`).
+//!   interval, so that one exit serves a batch (see `fata_hvt_abi::COALESCE_BELOW`).
 //!
 //! There is no I/O thread. On this machine a thread wake-up costs a context switch, and one that
 //! preempts the vCPU thread also reloads the vCPU (MSR accesses that trap to the outer
@@ -25,14 +25,14 @@
 //! through one bounds-checked view taken from [`GuestRam::slice`]. A ring the guest broke ends the
 //! run with an [`AbiViolation::NetRing`].
 
-use crate::error::{AbiViolation, Error, RingDefect};
-use crate::memory::{Gpa, GuestRam};
+use crate::config::NetConfig;
+use crate::memory::GuestRam;
+use crate::violation::{AbiViolation, RingDefect, Stop};
 use fata_hvt_abi::{
-    DeviceInfo, DeviceKind, MAX_DEVICES, NET_FRAME_MAX, NET_FRAME_MIN, NET_MTU, NET_RX_HEADER,
-    NET_TX_HEADER, NetRingHeader, NetSlotHeader, PAGE_SIZE, YIELD_FOREVER, doorbell_address,
-    net_ring_len, net_rx_slot, net_tx_slot,
+    COALESCE_BELOW, DeviceInfo, DeviceKind, GuestAddr, MAX_DEVICES, NET_FRAME_MAX, NET_FRAME_MIN,
+    NET_MTU, NET_RX_HEADER, NET_TX_HEADER, NetRingHeader, NetSlotHeader, PAGE_SIZE, YIELD_FOREVER,
+    doorbell_address, net_ring_len, net_rx_slot, net_tx_slot,
 };
-use fata_platform::COALESCE_BELOW;
 use std::cell::Cell;
 use std::fs::File;
 use std::io;
@@ -40,6 +40,7 @@ use std::mem::offset_of;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use thiserror::Error;
 use vm_memory::bitmap::BitmapSlice;
 use vm_memory::{Bytes, ReadVolatile, VolatileSlice, WriteVolatile};
 
@@ -51,17 +52,6 @@ pub const TX_SLOTS: u32 = 256;
 const PRODUCED: u64 = offset_of!(NetRingHeader, produced) as u64;
 const CONSUMED: u64 = offset_of!(NetRingHeader, consumed) as u64;
 const FRAME: u64 = size_of::<NetSlotHeader>() as u64;
-
-/// One network interface of the guest, as the command line gives it (`--net NAME=TAP`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetConfig {
-    /// The name the guest looks the device up by (`service` by default in the CLI).
-    pub name: String,
-    /// The host tap interface; the monitor attaches to it, creating it if it does not exist.
-    pub tap: String,
-    /// The guest's MAC address; a random locally administered one when `None`.
-    pub mac: Option<[u8; 6]>,
-}
 
 /// Traffic counters of one device.
 #[derive(Debug, Default)]
@@ -113,13 +103,21 @@ struct Device {
     counters: Counters,
 }
 
-/// Why moving frames stopped the run.
-#[derive(Debug)]
-pub enum Failure {
-    /// The guest broke a ring.
-    Abi(AbiViolation),
-    /// A host call failed.
-    Host(&'static str, io::Error),
+/// A network device that cannot be set up: its tap cannot be opened, or no MAC address made.
+#[derive(Debug, Error)]
+#[error(
+    "cannot set up network device {name} on tap {tap}: {source}\nhint: the monitor attaches to \
+     the tap interface (creating it when it is missing), which needs root or CAP_NET_ADMIN and \
+     /dev/net/tun; `ip tuntap add dev {tap} mode tap` creates one ahead of time"
+)]
+pub struct NetSetupError {
+    /// The device's name.
+    pub name: String,
+    /// The tap interface.
+    pub tap: String,
+    /// Why.
+    #[source]
+    pub source: io::Error,
 }
 
 /// All network devices of a guest. Only the vCPU thread uses them.
@@ -137,40 +135,17 @@ pub struct Nets {
 }
 
 impl Nets {
-    /// Opens the taps for `configs` (before the VM exists and before any confinement); a busy
-    /// guest is resumed at most once per `coalesce`.
-    pub fn open(configs: &[NetConfig], coalesce: Duration) -> Result<Nets, Error> {
-        if configs.len() > MAX_DEVICES {
-            return Err(Error::Net {
-                name: configs[MAX_DEVICES].name.clone(),
-                tap: configs[MAX_DEVICES].tap.clone(),
-                source: io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("at most {MAX_DEVICES} devices are supported"),
-                ),
-            });
-        }
+    /// Opens the taps for `configs`, whose names and number the configuration check passed
+    /// (before the VM exists and before any confinement); a busy guest is resumed at most once
+    /// per `coalesce`.
+    pub fn open(configs: &[NetConfig], coalesce: Duration) -> Result<Nets, NetSetupError> {
         let mut devices = Vec::with_capacity(configs.len());
         for (handle, config) in configs.iter().enumerate() {
-            let fail = |source| Error::Net {
+            let fail = |source| NetSetupError {
                 name: config.name.clone(),
                 tap: config.tap.clone(),
                 source,
             };
-            let bad_name = |what: &str| {
-                fail(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    what.replace("NAME", &config.name),
-                ))
-            };
-            if config.name.is_empty() || config.name.len() > 15 || config.name.contains('\0') {
-                return Err(bad_name(
-                    "the device name NAME must be 1 to 15 bytes without NUL",
-                ));
-            }
-            if configs[..handle].iter().any(|c| c.name == config.name) {
-                return Err(bad_name("two devices are named NAME"));
-            }
             let tap = fata_tap::open(&config.tap).map_err(fail)?;
             let mac = match config.mac {
                 Some(mac) => mac,
@@ -224,7 +199,7 @@ impl Nets {
                 name,
                 kind: DeviceKind::Net as u32,
                 handle: device.handle,
-                ring_addr: device.ring_addr,
+                ring_addr: GuestAddr(device.ring_addr),
                 ring_len: net_ring_len(RX_SLOTS, TX_SLOTS),
                 mac: device.mac,
                 mtu: NET_MTU,
@@ -258,10 +233,13 @@ impl Nets {
 
     /// Moves `device`'s frames: sends what the guest published and receives what the tap holds
     /// (in that order, unless `receive_first`).
-    fn step(&self, ram: &GuestRam, device: &Device, receive_first: bool) -> Result<Work, Failure> {
+    fn step(&self, ram: &GuestRam, device: &Device, receive_first: bool) -> Result<Work, Stop> {
         let ring = ram
-            .slice(Gpa(device.ring_addr), net_ring_len(RX_SLOTS, TX_SLOTS))
-            .map_err(|e| Failure::Host("mapping a network ring", io::Error::other(e)))?;
+            .slice(
+                GuestAddr(device.ring_addr),
+                net_ring_len(RX_SLOTS, TX_SLOTS),
+            )
+            .map_err(|e| Stop::Host("mapping a network ring", io::Error::other(e)))?;
         let mut port = Port {
             ring,
             tap: &device.tap,
@@ -270,7 +248,7 @@ impl Nets {
             tx_consumed: device.tx_consumed.get(),
         };
         let work = port.step(receive_first).map_err(|defect| {
-            Failure::Abi(AbiViolation::NetRing {
+            Stop::Abi(AbiViolation::NetRing {
                 handle: device.handle,
                 defect,
             })
@@ -285,7 +263,7 @@ impl Nets {
 
     /// A doorbell store reached the monitor: moves device `handle`'s frames. `Ok(false)` when
     /// there is no such device.
-    pub fn flush(&self, ram: &GuestRam, handle: u64) -> Result<bool, Failure> {
+    pub fn flush(&self, ram: &GuestRam, handle: u64) -> Result<bool, Stop> {
         match self.devices.iter().find(|d| u64::from(d.handle) == handle) {
             Some(device) => self.step(ram, device, false).map(|_| true),
             None => Ok(false),
@@ -301,7 +279,7 @@ impl Nets {
                 continue;
             }
             let consumed = ram
-                .slice(Gpa(d.ring_addr + NET_RX_HEADER + CONSUMED), 4)
+                .slice(GuestAddr(d.ring_addr + NET_RX_HEADER + CONSUMED), 4)
                 .ok()
                 .and_then(|s| s.load::<u32>(0, Ordering::Acquire).ok());
             if consumed.is_some_and(|consumed| consumed != d.rx_produced.get()) {
@@ -313,14 +291,14 @@ impl Nets {
 
     /// The `Yield` hypercall: moves every device's frames, then waits until a device in
     /// `interest` has a received frame or `timeout_ns` passes; returns the ready devices.
-    pub fn wait(&self, ram: &GuestRam, interest: u64, timeout_ns: u64) -> Result<u64, Failure> {
+    pub fn wait(&self, ram: &GuestRam, interest: u64, timeout_ns: u64) -> Result<u64, Stop> {
         let known = self
             .devices
             .iter()
             .fold(0u64, |set, d| set | (1 << d.handle));
         let interest = interest & known;
         if timeout_ns == YIELD_FOREVER && interest == 0 {
-            return Err(Failure::Abi(AbiViolation::WaitsForever));
+            return Err(Stop::Abi(AbiViolation::WaitsForever));
         }
         let deadline = match timeout_ns {
             YIELD_FOREVER => None,
@@ -365,11 +343,11 @@ impl Nets {
                     napped = true;
                     self.naps.set(self.naps.get() + 1);
                     wait_readable(&[], Some(nap))
-                        .map_err(|e| Failure::Host("waiting for the network", e))?;
+                        .map_err(|e| Stop::Host("waiting for the network", e))?;
                     continue;
                 }
             }
-            if ready != 0 || crate::stop_signal().is_some() {
+            if ready != 0 || crate::signal::stop_signal().is_some() {
                 self.last_resume.set(Instant::now());
                 self.sent_since_input.set(false);
                 return Ok(ready);
@@ -386,7 +364,7 @@ impl Nets {
             };
             // A device of interest has an empty receive ring here, so its tap is worth watching.
             wait_readable(&taps[..watched], left)
-                .map_err(|e| Failure::Host("waiting for the network", e))?;
+                .map_err(|e| Stop::Host("waiting for the network", e))?;
             self.sleeps.set(self.sleeps.get() + 1);
         }
     }
@@ -584,20 +562,6 @@ mod tests {
         assert!(nets.device_infos().iter().all(|d| *d == DeviceInfo::EMPTY));
     }
 
-    #[test]
-    fn bad_device_names_are_refused_before_any_tap_is_opened() {
-        let config = |name: &str| NetConfig {
-            name: name.into(),
-            tap: "tap-never".into(),
-            mac: None,
-        };
-        for names in [vec![""], vec!["sixteen-bytes-xx"], vec!["a", "a"]] {
-            let configs: Vec<_> = names.iter().map(|n| config(n)).collect();
-            let err = Nets::open(&configs, Duration::ZERO).err().unwrap();
-            assert_eq!(err.exit_code(), 117, "{err}");
-        }
-    }
-
     /// A guest-memory ring with the monitor's logic, no tap traffic.
     fn port_on<'a>(
         ram: &'a GuestRam,
@@ -605,7 +569,9 @@ mod tests {
         counters: &'a Counters,
     ) -> Port<'a, impl BitmapSlice> {
         Port {
-            ring: ram.slice(Gpa(0), net_ring_len(RX_SLOTS, TX_SLOTS)).unwrap(),
+            ring: ram
+                .slice(GuestAddr(0), net_ring_len(RX_SLOTS, TX_SLOTS))
+                .unwrap(),
             tap,
             counters,
             rx_produced: 0,
@@ -629,7 +595,7 @@ mod tests {
     #[test]
     fn hostile_ring_values_are_defects_not_panics() {
         let ram = GuestRam::new(4 << 20).unwrap();
-        let put = |offset: u64, v: u32| ram.write(Gpa(offset), &v.to_le_bytes()).unwrap();
+        let put = |offset: u64, v: u32| ram.write(GuestAddr(offset), &v.to_le_bytes()).unwrap();
         let counters = Counters::default();
         // Transmit index far ahead of the monitor's.
         put(NET_TX_HEADER + PRODUCED, 0x8000_0000);

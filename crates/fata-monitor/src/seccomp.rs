@@ -14,11 +14,13 @@ use seccompiler::{
 };
 use std::collections::BTreeMap;
 
-const KVMIO: u64 = 0xAE;
-/// `_IO(KVMIO, 0x80)`.
-const KVM_RUN: u64 = (KVMIO << 8) | 0x80;
-/// `_IOR(KVMIO, 0x81, struct kvm_regs)`.
-const KVM_GET_REGS: u64 = (2 << 30) | ((size_of::<kvm_regs>() as u64) << 16) | (KVMIO << 8) | 0x81;
+use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr};
+
+/// The KVM ioctl type, as `<linux/kvm.h>` defines `KVMIO`.
+const KVMIO: std::os::raw::c_uint = 0xAE;
+// `KVM_RUN()` and `KVM_GET_REGS()`, numbered as kvm-ioctls numbers the same calls.
+ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
+ioctl_ior_nr!(KVM_GET_REGS, KVMIO, 0x81, kvm_regs);
 
 /// The system calls allowed with any arguments.
 const ALLOWED: &[libc::c_long] = &[
@@ -50,8 +52,8 @@ pub fn filter() -> Result<BpfProgram, seccompiler::Error> {
     rules.insert(
         libc::SYS_ioctl,
         vec![
-            SeccompRule::new(vec![arg(1, SeccompCmpOp::Eq, KVM_RUN)?])?,
-            SeccompRule::new(vec![arg(1, SeccompCmpOp::Eq, KVM_GET_REGS)?])?,
+            SeccompRule::new(vec![arg(1, SeccompCmpOp::Eq, KVM_RUN())?])?,
+            SeccompRule::new(vec![arg(1, SeccompCmpOp::Eq, KVM_GET_REGS())?])?,
         ],
     );
     build(rules)
@@ -93,8 +95,8 @@ mod tests {
 
     #[test]
     fn ioctl_numbers_match_the_kernel_headers() {
-        assert_eq!(KVM_RUN, 0xae80);
-        assert_eq!(KVM_GET_REGS, 0x8090_ae81);
+        assert_eq!(KVM_RUN(), 0xae80);
+        assert_eq!(KVM_GET_REGS(), 0x8090_ae81);
     }
 
     #[test]

@@ -1,34 +1,23 @@
 //! The KVM side: open `/dev/kvm`, create the VM and its one vCPU in the hvt entry state, and run the
 //! vCPU loop.
 
+use crate::arch;
 use crate::error::{Error, FaultKind};
 use crate::exit::{self, Exit};
-use crate::hypercall::{Action, Handler, Stop};
+use crate::hypercall::{Action, Handler};
 use crate::layout;
 use crate::memory::GuestRam;
+use crate::signal::stop_signal;
+use crate::violation::Stop;
 use kvm_bindings::{
-    KVM_CAP_SPLIT_IRQCHIP, Msrs, kvm_enable_cap, kvm_msr_entry, kvm_regs, kvm_segment,
-    kvm_userspace_memory_region,
+    KVM_CAP_SPLIT_IRQCHIP, Msrs, kvm_enable_cap, kvm_msr_entry, kvm_userspace_memory_region,
 };
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use std::marker::PhantomData;
 
 /// I/O APIC routes KVM reserves for a split irqchip; Fata routes none (the guest takes no
 /// interrupts), so this is the smallest usual value.
 const SPLIT_IRQCHIP_ROUTES: u64 = 24;
-const CR0_PE: u64 = 1;
-const CR0_MP: u64 = 1 << 1;
-const CR0_ET: u64 = 1 << 4;
-const CR0_NE: u64 = 1 << 5;
-const CR0_WP: u64 = 1 << 16;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PAE: u64 = 1 << 5;
-const CR4_OSFXSR: u64 = 1 << 9;
-const CR4_OSXMMEXCPT: u64 = 1 << 10;
-const EFER_LME: u64 = 1 << 8;
-const EFER_LMA: u64 = 1 << 10;
-const EFER_NXE: u64 = 1 << 11;
-/// Bit 1 of RFLAGS is reserved and reads as one; IF and IOPL stay clear (no interrupts, no ports).
-const RFLAGS_RESERVED: u64 = 1 << 1;
 const MSR_IA32_TSC: u32 = 0x10;
 
 fn setup(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
@@ -54,11 +43,13 @@ pub fn kvm_open_error(errno: i32) -> Error {
     })
 }
 
-/// A VM with its vCPU. Fields drop in order: the vCPU and VM before the RAM they map.
-pub struct Vm {
+/// A VM with its vCPU, over guest RAM it borrows for its whole life: the borrow keeps the RAM
+/// mapped for as long as KVM may touch it, whatever safe code does with either.
+pub struct Vm<'ram> {
     vcpu: VcpuFd,
     _vm: VmFd,
     _kvm: Kvm,
+    _ram: PhantomData<&'ram GuestRam>,
 }
 
 /// The guest's clock as seen at boot.
@@ -71,104 +62,26 @@ pub struct BootClock {
     pub wall_ns: u64,
 }
 
-impl Vm {
-    /// Creates the VM over `ram` with the vCPU about to run `entry` at CPL3.
-    pub fn new(ram: &GuestRam, entry: u64, stack_top: u64) -> Result<Vm, Error> {
-        let kvm = Kvm::new().map_err(|e| kvm_open_error(e.errno()))?;
-        let vm = kvm.create_vm().map_err(|e| {
-            Error::KvmUnavailable(format!(
-                "/dev/kvm cannot create a VM ({}); is another hypervisor holding virtualization?",
-                std::io::Error::from(e)
-            ))
-        })?;
-        let region = kvm_userspace_memory_region {
-            slot: 0,
-            flags: 0,
-            guest_phys_addr: 0,
-            memory_size: ram.size(),
-            userspace_addr: ram.host_base() as u64,
-        };
-        // SAFETY: the region is `ram`'s whole mapping, which stays mapped while the VM exists:
-        // `run` drops the `Vm` before the `GuestRam` it was created over.
-        unsafe { vm.set_user_memory_region(region) }.map_err(setup("mapping guest memory"))?;
-        // The guest takes no interrupts, but a vCPU without an in-kernel local APIC flips a static
-        // key in the host kernel when it is created and again when it is destroyed: code patching
-        // with an IPI to every CPU, about 0.5 ms per boot on this nested host. A split irqchip
-        // (local APIC in the kernel, nothing else) avoids both.
-        let split_irqchip = kvm_enable_cap {
-            cap: KVM_CAP_SPLIT_IRQCHIP,
-            args: [SPLIT_IRQCHIP_ROUTES, 0, 0, 0],
-            ..Default::default()
-        };
-        vm.enable_cap(&split_irqchip)
-            .map_err(setup("enabling a split irqchip (KVM_CAP_SPLIT_IRQCHIP)"))?;
-        let vcpu = vm.create_vcpu(0).map_err(setup("creating the vCPU"))?;
-
+impl<'ram> Vm<'ram> {
+    /// Creates the VM over `ram` with the vCPU about to run `entry` at CPL3, its stack at
+    /// `stack_top`.
+    pub fn new(ram: &'ram GuestRam, entry: u64, stack_top: u64) -> Result<Vm<'ram>, Error> {
+        let (kvm, vm) = create_vm()?;
+        map_ram(&vm, ram)?;
+        let vcpu = create_vcpu(&vm)?;
         let mut sregs = vcpu
             .get_sregs()
             .map_err(setup("reading special registers"))?;
-        let code = kvm_segment {
-            base: 0,
-            limit: 0xffff_ffff,
-            selector: layout::CODE_SELECTOR,
-            type_: 0xb,
-            present: 1,
-            dpl: 3,
-            db: 0,
-            s: 1,
-            l: 1,
-            g: 1,
-            avl: 0,
-            unusable: 0,
-            padding: 0,
-        };
-        let data = kvm_segment {
-            selector: layout::DATA_SELECTOR,
-            type_: 0x3,
-            db: 1,
-            l: 0,
-            ..code
-        };
-        sregs.cs = code;
-        (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss) = (data, data, data, data, data);
-        sregs.tr = kvm_segment {
-            base: layout::TSS_ADDR,
-            limit: layout::TSS_LIMIT,
-            selector: layout::TSS_SELECTOR,
-            type_: 0xb,
-            dpl: 0,
-            s: 0,
-            l: 0,
-            g: 0,
-            ..code
-        };
-        sregs.ldt = kvm_segment {
-            unusable: 1,
-            present: 0,
-            ..sregs.tr
-        };
-        sregs.gdt.base = layout::GDT_ADDR;
-        sregs.gdt.limit = layout::GDT_LIMIT;
-        sregs.idt.base = 0;
-        sregs.idt.limit = 0;
-        sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
-        sregs.cr3 = layout::PML4_ADDR;
-        sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
-        sregs.efer = EFER_LME | EFER_LMA | EFER_NXE;
+        arch::set_entry_sregs(&mut sregs, &layout::TABLES);
         vcpu.set_sregs(&sregs)
             .map_err(setup("setting special registers"))?;
-        let regs = kvm_regs {
-            rip: entry,
-            rsp: stack_top,
-            rdi: layout::BOOT_INFO_ADDR,
-            rflags: RFLAGS_RESERVED,
-            ..Default::default()
-        };
+        let regs = arch::entry_regs(entry, stack_top, layout::BOOT_INFO_ADDR);
         vcpu.set_regs(&regs).map_err(setup("setting registers"))?;
         Ok(Vm {
             vcpu,
             _vm: vm,
             _kvm: kvm,
+            _ram: PhantomData,
         })
     }
 
@@ -234,11 +147,10 @@ impl Vm {
                 Exit::Fault(kind) => return Err(self.fault(kind)),
             };
             let stop = match action {
-                Ok(Action::Continue) if crate::stop_signal().is_some() => {
-                    let signal = crate::stop_signal().unwrap_or(0);
-                    return Err(Error::Stopped { signal });
-                }
-                Ok(Action::Continue) => continue,
+                Ok(Action::Continue) => match stop_signal() {
+                    Some(signal) => return Err(Error::Stopped { signal }),
+                    None => continue,
+                },
                 Ok(Action::Exit(status)) => return Ok(status),
                 Err(stop) => stop,
             };
@@ -260,6 +172,48 @@ impl Vm {
         let (rip, rsp) = self.rip();
         Error::GuestFault { kind, rip, rsp }
     }
+}
+
+/// Opens `/dev/kvm` and creates an empty VM.
+fn create_vm() -> Result<(Kvm, VmFd), Error> {
+    let kvm = Kvm::new().map_err(|e| kvm_open_error(e.errno()))?;
+    let vm = kvm.create_vm().map_err(|e| {
+        Error::KvmUnavailable(format!(
+            "/dev/kvm cannot create a VM ({}); is another hypervisor holding virtualization?",
+            std::io::Error::from(e)
+        ))
+    })?;
+    Ok((kvm, vm))
+}
+
+/// Maps all of `ram` as guest-physical `0..size`.
+fn map_ram(vm: &VmFd, ram: &GuestRam) -> Result<(), Error> {
+    let region = kvm_userspace_memory_region {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0,
+        memory_size: ram.size(),
+        userspace_addr: ram.host_base() as u64,
+    };
+    // SAFETY: the region is `ram`'s whole mapping. It stays mapped while the VM exists: the only
+    // caller, `Vm::new`, ties the `Vm` that owns `vm` to a borrow of `ram`.
+    unsafe { vm.set_user_memory_region(region) }.map_err(setup("mapping guest memory"))
+}
+
+/// Creates the one vCPU, with a split irqchip.
+fn create_vcpu(vm: &VmFd) -> Result<VcpuFd, Error> {
+    // The guest takes no interrupts, but a vCPU without an in-kernel local APIC flips a static
+    // key in the host kernel when it is created and again when it is destroyed: code patching
+    // with an IPI to every CPU, about 0.5 ms per boot on this nested host. A split irqchip
+    // (local APIC in the kernel, nothing else) avoids both.
+    let split_irqchip = kvm_enable_cap {
+        cap: KVM_CAP_SPLIT_IRQCHIP,
+        args: [SPLIT_IRQCHIP_ROUTES, 0, 0, 0],
+        ..Default::default()
+    };
+    vm.enable_cap(&split_irqchip)
+        .map_err(setup("enabling a split irqchip (KVM_CAP_SPLIT_IRQCHIP)"))?;
+    vm.create_vcpu(0).map_err(setup("creating the vCPU"))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use fata_monitor::elf::{ImageError, MAX_SEGMENTS, parse_image};
+use fata_monitor::{ImageError, MAX_SEGMENTS, parse_image};
 
 const LIMIT: u64 = 31 << 20;
 
@@ -11,7 +11,7 @@ fn text() -> Seg {
     load(CODE, PF_R | PF_X, vec![0x0f, 0x0b])
 }
 
-fn parse(image: &[u8]) -> Result<fata_monitor::elf::Image, ImageError> {
+fn parse(image: &[u8]) -> Result<fata_monitor::Image, ImageError> {
     parse_image(image, LIMIT)
 }
 

@@ -4,7 +4,8 @@
 mod common;
 
 use common::*;
-use fata_hvt_abi::{Codec, ConsoleWriteArgs, ExitArgs, Hypercall, YieldArgs};
+use fata_hvt_abi::{ConsoleWriteArgs, ExitArgs, GuestAddr, Hypercall, YieldArgs};
+use fata_hvt_codec::Codec;
 use fata_monitor::{AbiViolation, Error, FaultKind};
 
 const WRITE_ARGS: u64 = DATA;
@@ -28,7 +29,10 @@ fn data(write: ConsoleWriteArgs, status: i32) -> Seg {
 }
 
 fn hello_write() -> ConsoleWriteArgs {
-    ConsoleWriteArgs { data: TEXT, len: 3 }
+    ConsoleWriteArgs {
+        data: GuestAddr(TEXT),
+        len: 3,
+    }
 }
 
 /// Runs `code` with the data page; returns the outcome.
@@ -126,7 +130,7 @@ fn console_pointer_outside_ram_is_an_abi_violation() {
         let out = guest(
             code_clone(&code),
             ConsoleWriteArgs {
-                data: data_addr,
+                data: GuestAddr(data_addr),
                 len: 3,
             },
         );
@@ -174,7 +178,7 @@ fn overflowing_and_huge_console_lengths_are_abi_violations() {
     let out = guest(
         code_clone(&code),
         ConsoleWriteArgs {
-            data: TEXT,
+            data: GuestAddr(TEXT),
             len: u64::MAX - 0x10,
         },
     );
@@ -182,7 +186,7 @@ fn overflowing_and_huge_console_lengths_are_abi_violations() {
     let out = guest(
         code_clone(&code),
         ConsoleWriteArgs {
-            data: TEXT,
+            data: GuestAddr(TEXT),
             len: 1 << 40,
         },
     );
@@ -191,7 +195,7 @@ fn overflowing_and_huge_console_lengths_are_abi_violations() {
     let out = guest(
         code,
         ConsoleWriteArgs {
-            data: (32 << 20) - 100,
+            data: GuestAddr((32 << 20) - 100),
             len: 60_000,
         },
     );

@@ -6,11 +6,12 @@ mod common;
 
 use common::*;
 use fata_hvt_abi::{
-    BootInfo, Codec, DeviceInfo, ExitArgs, Hypercall, NET_RX_HEADER, NET_TX_HEADER, NetRingHeader,
+    BootInfo, DeviceInfo, ExitArgs, Hypercall, NET_RX_HEADER, NET_TX_HEADER, NetRingHeader,
     YieldArgs, doorbell_address, net_tx_slot,
 };
-use fata_monitor::net::{RX_SLOTS, TX_SLOTS};
+use fata_hvt_codec::Codec;
 use fata_monitor::{AbiViolation, Config, Error, NetConfig, RingDefect};
+use fata_monitor::{NET_RX_SLOTS as RX_SLOTS, NET_TX_SLOTS as TX_SLOTS};
 use std::mem::offset_of;
 use std::time::Duration;
 
@@ -203,7 +204,7 @@ fn doorbells_of_missing_devices_and_waits_on_them_are_violations() {
     // A doorbell slot with no device behind it reaches the monitor as an exit.
     let code = Asm::default()
         .mov_rax(1)
-        .mov_rdx(doorbell_address(5))
+        .mov_rdx(doorbell_address(5).0)
         .store();
     let Some(out) = run_with_tap(code) else {
         return;
@@ -211,7 +212,7 @@ fn doorbells_of_missing_devices_and_waits_on_them_are_violations() {
     assert_eq!(
         violation(&out),
         AbiViolation::NoMemory {
-            addr: doorbell_address(5)
+            addr: doorbell_address(5).0
         }
     );
     // Waiting forever for a device that does not exist.

@@ -8,14 +8,6 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 
-/// `struct ifreq` as TUNSETIFF reads it: the name and the flags.
-#[repr(C)]
-struct IfReq {
-    name: [u8; libc::IFNAMSIZ],
-    flags: libc::c_short,
-    _pad: [u8; 22],
-}
-
 /// Attaches to the tap interface `name`, creating it if it does not exist; one `read` or `write`
 /// on the file moves one Ethernet frame.
 pub fn open(name: &str) -> io::Result<File> {
@@ -30,19 +22,23 @@ pub fn open(name: &str) -> io::Result<File> {
         .write(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open("/dev/net/tun")?;
-    let mut request = IfReq {
-        name: [0; libc::IFNAMSIZ],
-        flags: (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short,
-        _pad: [0; 22],
+    let mut ifr_name = [0 as libc::c_char; libc::IFNAMSIZ];
+    for (to, from) in ifr_name.iter_mut().zip(name.bytes()) {
+        *to = from as libc::c_char;
+    }
+    let mut request = libc::ifreq {
+        ifr_name,
+        ifr_ifru: libc::__c_anonymous_ifr_ifru {
+            ifru_flags: (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short,
+        },
     };
-    request.name[..name.len()].copy_from_slice(name.as_bytes());
-    // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which `IfReq` lays out (name then
-    // flags, 40 bytes); the pointer is valid for the whole call.
+    // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which `libc::ifreq` is; the name is
+    // NUL-terminated (checked shorter than IFNAMSIZ above) and the pointer is valid for the call.
     let rc = unsafe {
         libc::ioctl(
             file.as_raw_fd(),
             libc::TUNSETIFF,
-            &mut request as *mut IfReq,
+            &mut request as *mut libc::ifreq,
         )
     };
     if rc < 0 {

@@ -21,6 +21,7 @@ use std::io::Write;
 use std::sync::OnceLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use fata_device_spec::{DEFAULT_BLOCK, DEFAULT_KV, DEFAULT_NET};
 use fata_platform::{Device, Platform, ReadySet};
 
 pub use block::FileBlock;
@@ -109,52 +110,56 @@ impl Platform for Unix {
     }
 }
 
-/// The `NAME=VALUE` pairs of one device variable.
-fn device_specs(variable: &str) -> Vec<(String, String)> {
+/// The `[NAME=]VALUE` specs of one device variable (comma-separated), parsed by the rule every
+/// target shares, with `default_name` for a spec without a name.
+fn device_specs(variable: &str, default_name: &str) -> Result<Vec<(String, String)>, String> {
     std::env::var(variable)
         .unwrap_or_default()
         .split(',')
         .filter(|s| !s.is_empty())
-        .map(|spec| match spec.split_once('=') {
-            Some((name, value)) => (name.to_string(), value.to_string()),
-            None => (String::new(), spec.to_string()),
+        .map(|text| {
+            fata_device_spec::parse(text, default_name)
+                .map(|spec| (spec.name, spec.value))
+                .map_err(|e| format!("{variable}: {e}"))
         })
         .collect()
 }
 
-/// Opens every device named in the environment.
+/// Opens every device named in the environment; device names must be usable and unique across
+/// kinds, as on hvt.
 fn open_devices() -> Result<Vec<Device>, String> {
+    let nets = device_specs("FATA_NET", DEFAULT_NET)?;
+    let blocks = device_specs("FATA_BLOCK", DEFAULT_BLOCK)?;
+    let kvs = device_specs("FATA_KV", DEFAULT_KV)?;
+    let names = nets
+        .iter()
+        .chain(&blocks)
+        .chain(&kvs)
+        .map(|(name, _)| name.as_str());
+    fata_device_spec::check_unique(names).map_err(|e| e.to_string())?;
     let mut devices = Vec::new();
-    for (index, (name, tap_name)) in device_specs("FATA_NET").into_iter().enumerate() {
+    for (index, (name, tap_name)) in nets.into_iter().enumerate() {
         let bit = ReadySet::single(index as u32);
         let tap = Tap::open(&tap_name, bit)
             .map_err(|e| format!("cannot open tap device {tap_name:?}: {e} (does it exist, and may this user open /dev/net/tun?)"))?;
         poller::watch_device(tap.fd(), bit)
             .map_err(|e| format!("cannot watch tap device {tap_name:?}: {e}"))?;
-        devices.push(Device::Net(or_default(name, "service"), Box::new(tap)));
+        devices.push(Device::Net(name, Box::new(tap)));
     }
     // The host's own stack is always there, for apps given no network interface.
     let bit = ReadySet::single(devices.len() as u32);
     poller::set_sockets_bit(bit);
     let sockets = Sockets::new(bit);
     devices.push(Device::Sockets("host".into(), Box::new(sockets)));
-    for (name, path) in device_specs("FATA_BLOCK") {
+    for (name, path) in blocks {
         let block = FileBlock::open(path.as_ref())
             .map_err(|e| format!("cannot open block device file {path:?}: {e}"))?;
-        devices.push(Device::Block(or_default(name, "storage"), Box::new(block)));
+        devices.push(Device::Block(name, Box::new(block)));
     }
-    for (name, dir) in device_specs("FATA_KV") {
+    for (name, dir) in kvs {
         let kv = DirKv::open(dir.as_ref())
             .map_err(|e| format!("cannot open key-value directory {dir:?}: {e}"))?;
-        devices.push(Device::Kv(or_default(name, "data"), Box::new(kv)));
+        devices.push(Device::Kv(name, Box::new(kv)));
     }
     Ok(devices)
-}
-
-fn or_default(name: String, default: &str) -> String {
-    if name.is_empty() {
-        default.to_string()
-    } else {
-        name
-    }
 }

@@ -1,7 +1,8 @@
 //! Test-only tools: an ELF writer, a few hand-assembled x86-64 instructions and a bounded runner.
 #![allow(dead_code)] // each test file uses its own subset
 
-use fata_hvt_abi::{AbiNote, Codec, HYPERCALL_BASE, Hypercall};
+use fata_hvt_abi::{AbiNote, HYPERCALL_BASE, Hypercall};
+use fata_hvt_codec::Codec;
 use fata_monitor::{Config, Error, GuestExit};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
