@@ -7,11 +7,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use common::dns::{ask, query, summarize};
-use common::{Netns, Running, build, fata, have_kvm, text};
+use common::{Netns, Running, build, fata, text};
 
 #[test]
 fn hello_prints_the_same_lines_as_a_unikernel_as_on_unix() {
-    if !have_kvm("hello_prints_the_same_lines_as_a_unikernel_as_on_unix") {
+    if !fata_testkit::kvm() {
         return;
     }
     let args = ["--", "--count", "4", "--interval-ms", "10"];
@@ -70,7 +70,7 @@ fn symbols(file: &Path, args: &[&str]) -> String {
 
 #[test]
 fn the_app_status_and_monitor_errors_become_the_exit_status() {
-    if !have_kvm("the_app_status_and_monitor_errors_become_the_exit_status") {
+    if !fata_testkit::kvm() {
         return;
     }
     let image = build("apps/hello", "hvt");
@@ -146,7 +146,7 @@ fn key_value_stores_reach_the_monitor_and_bad_ones_are_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--block is not yet available on hvt"));
 
-    if have_kvm("key_value_stores_reach_the_monitor_and_bad_ones_are_refused") {
+    if fata_testkit::kvm() {
         let out = fata(&[
             "run",
             image,
@@ -206,7 +206,7 @@ fn kv_zone() -> String {
 
 #[test]
 fn dns_on_hvt_serves_the_zone_from_its_key_value_store() {
-    if !have_kvm("dns_on_hvt_serves_the_zone_from_its_key_value_store") {
+    if !fata_testkit::kvm() {
         return;
     }
     let Some(ns) = Netns::create("dnskv", 65) else {
