@@ -16,6 +16,19 @@ ensure_commands() {
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# Prints how many tests skipped and why, from the log the tests append to (FATA_SKIP_LOG, see
+# crates/fata-testkit). Usage: report_skips LOG
+report_skips() {
+  local count
+  count=$(grep -c '' "$1" 2>/dev/null) || count=0
+  if [ "$count" -eq 0 ]; then
+    echo "== no test skipped"
+    return 0
+  fi
+  echo "== SKIPPED $count: tests (or parts of tests) that could not run here, and what they need:"
+  cat "$1"
+}
+
 # Whether KVM can be used here; prints a loud SKIPPED line when not.
 have_kvm() {
   if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then

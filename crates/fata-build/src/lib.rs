@@ -20,8 +20,9 @@ use std::str::FromStr;
 /// Fata's guest link script (image at 1 MiB, separate R-X / R / RW segments).
 pub const LINK_SCRIPT: &str = include_str!("../../fata-hvt/link.ld");
 
-/// The Rust target both Fata targets compile for.
-const RUST_TARGET: &str = "x86_64-unknown-linux-gnu";
+/// The Rust target both Fata targets compile for; guest builds pass it as `--target`, so
+/// [`guest_rustflags`] reach only the guest's own code.
+pub const RUST_TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// Where a Fata app runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

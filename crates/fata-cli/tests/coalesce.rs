@@ -12,7 +12,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::dns::{ask, query, summarize};
-use common::{Netns, Running, build, have_kvm};
+use common::{Netns, Running, build};
 
 /// The coalescing interval the tests run with.
 const INTERVAL: &str = "300000";
@@ -113,7 +113,7 @@ fn serve_and_check(ns: &Netns, target: &str) {
 
 #[test]
 fn coalescing_never_delays_a_waiting_client_nor_loses_a_burst_on_hvt() {
-    if !have_kvm("coalescing_never_delays_a_waiting_client_nor_loses_a_burst_on_hvt") {
+    if !fata_testkit::kvm() {
         return;
     }
     if let Some(ns) = Netns::create("coalhvt", 69) {

@@ -255,8 +255,7 @@ fn wait_for(server: SocketAddr) -> bool {
 
 #[test]
 fn fata_answers_like_nsd() {
-    if Command::new("nsd").arg("-v").output().is_err() {
-        println!("SKIPPED: fata_answers_like_nsd: nsd is not installed (scripts/test installs it)");
+    if !fata_testkit::program("nsd", "nsd") {
         return;
     }
     let Some(ns) = Netns::create("dns", 64) else {

@@ -7,11 +7,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use common::dns::{ask, query, summarize};
-use common::{Netns, Running, build, fata, have_kvm, text};
+use common::{Netns, Running, build, fata, text};
 
 #[test]
 fn hello_prints_the_same_lines_as_a_unikernel_as_on_unix() {
-    if !have_kvm("hello_prints_the_same_lines_as_a_unikernel_as_on_unix") {
+    if !fata_testkit::kvm() {
         return;
     }
     let args = ["--", "--count", "4", "--interval-ms", "10"];
@@ -38,27 +38,39 @@ fn hello_prints_the_same_lines_as_a_unikernel_as_on_unix() {
 fn images_are_stripped_static_and_small() {
     let image = build("apps/hello", "hvt");
     assert_eq!(image.extension().and_then(|e| e.to_str()), Some("hvt"));
-    let undefined = std::process::Command::new("nm")
-        .arg("-u")
-        .arg(&image)
-        .output()
-        .unwrap();
+    assert_eq!(symbols(&image, &[]), "", "the image is stripped");
+    // The stripped image has no symbol table to look in: check the linked ELF beside it, which
+    // keeps its symbols for addr2line, as scripts/test does.
+    let elf = image.with_extension("");
     assert!(
-        text(&undefined.stdout).trim().is_empty(),
-        "undefined symbols: {}",
-        text(&undefined.stdout)
+        symbols(&elf, &[]).contains(" T _start"),
+        "the linked ELF has its symbol table"
     );
+    let undefined = symbols(&elf, &["-u"]);
+    assert!(undefined.is_empty(), "undefined symbols: {undefined}");
     let size = std::fs::metadata(&image).unwrap().len();
     assert!(size <= 96 * 1024, "hello.hvt is {size} bytes");
+}
+
+/// What `nm ARGS FILE` prints (nothing for a file without symbols).
+fn symbols(file: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("nm")
+        .args(args)
+        .arg(file)
+        .output()
+        .expect("nm runs (binutils)");
     assert!(
-        Path::new(&image.with_extension("")).is_file(),
-        "the linked ELF stays for addr2line"
+        out.status.success(),
+        "nm {args:?} {}: {}",
+        file.display(),
+        text(&out.stderr)
     );
+    text(&out.stdout).trim().to_string()
 }
 
 #[test]
 fn the_app_status_and_monitor_errors_become_the_exit_status() {
-    if !have_kvm("the_app_status_and_monitor_errors_become_the_exit_status") {
+    if !fata_testkit::kvm() {
         return;
     }
     let image = build("apps/hello", "hvt");
@@ -134,7 +146,7 @@ fn key_value_stores_reach_the_monitor_and_bad_ones_are_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--block is not yet available on hvt"));
 
-    if have_kvm("key_value_stores_reach_the_monitor_and_bad_ones_are_refused") {
+    if fata_testkit::kvm() {
         let out = fata(&[
             "run",
             image,
@@ -194,7 +206,7 @@ fn kv_zone() -> String {
 
 #[test]
 fn dns_on_hvt_serves_the_zone_from_its_key_value_store() {
-    if !have_kvm("dns_on_hvt_serves_the_zone_from_its_key_value_store") {
+    if !fata_testkit::kvm() {
         return;
     }
     let Some(ns) = Netns::create("dnskv", 65) else {

@@ -177,7 +177,7 @@ fn echo_on_unix_direct_over_a_tap_device() {
 
 #[test]
 fn echo_on_hvt_over_a_tap_device() {
-    if !common::have_kvm("echo_on_hvt_over_a_tap_device") {
+    if !fata_testkit::kvm() {
         return;
     }
     let Some(ns) = Netns::create("hvt", 63) else {
@@ -248,17 +248,10 @@ fn echo_on_unix_host_sockets() {
 /// the namespace, then serves on it.
 #[test]
 fn echo_on_hvt_gets_its_address_from_dhcp() {
-    if !common::have_kvm("echo_on_hvt_gets_its_address_from_dhcp") {
+    if !fata_testkit::kvm() {
         return;
     }
-    if std::process::Command::new("dnsmasq")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        println!(
-            "SKIPPED: echo_on_hvt_gets_its_address_from_dhcp: dnsmasq is not installed (scripts/test installs it)"
-        );
+    if !fata_testkit::program("dnsmasq", "dnsmasq-base") {
         return;
     }
     let Some(ns) = Netns::create("dhcp", 68) else {

@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{Netns, Running, build, text};
@@ -354,8 +354,7 @@ fn sequential_rate(addr: SocketAddr, path: &str, count: usize) -> f64 {
 /// Loads `url` in a headless Chromium inside the namespace, checks the screenshot is a rendered
 /// page (not blank, the navigation bar styled) and keeps it under target/ for people to look at.
 fn check_browser(ns: &Netns, url: &str, name: &str) {
-    if Command::new("chromium").arg("--version").output().is_err() {
-        println!("SKIPPED: {name}: chromium is not installed (scripts/test installs it)");
+    if !fata_testkit::program("chromium", "chromium") {
         return;
     }
     let profile = tempfile::tempdir().unwrap();
@@ -458,7 +457,7 @@ fn start_www(ns: &Netns, target: &str, extra: &[&str]) -> Running {
 
 #[test]
 fn www_on_hvt_serves_the_docs() {
-    if !common::have_kvm("www_on_hvt_serves_the_docs") {
+    if !fata_testkit::kvm() {
         return;
     }
     let Some(ns) = Netns::create("www", 66) else {

@@ -10,13 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The rustflags of an hvt guest build (`link.ld` appended).
-const GUEST_RUSTFLAGS: &str = "--cfg fata_target=\"hvt\" -C panic=abort -C relocation-model=static \
-    -C code-model=small -C target-feature=+crt-static -C link-arg=-nostartfiles \
-    -C link-arg=-static -C link-arg=-no-pie -C link-arg=-Wl,--gc-sections \
-    -C link-arg=-Wl,--build-id=none -C link-arg=-Wl,-z,norelro";
-
-/// Builds the test guest once per test run; returns the image path.
+/// Builds the test guest once per test run, with the rustflags `fata build` gives every hvt guest;
+/// returns the image path.
 fn guest_image() -> &'static Path {
     static IMAGE: OnceLock<PathBuf> = OnceLock::new();
     IMAGE.get_or_init(|| {
@@ -25,27 +20,20 @@ fn guest_image() -> &'static Path {
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
             .join("hvt-test-guest");
-        let flags = format!(
-            "{GUEST_RUSTFLAGS} -C link-arg=-T{}",
-            hvt.join("link.ld").display()
-        );
+        let flags = fata_build::guest_rustflags(&hvt.join("link.ld"));
         let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "x86_64-unknown-linux-gnu",
-                "--manifest-path",
-            ])
+            .args(["build", "--release", "--target", fata_build::RUST_TARGET])
+            .arg("--manifest-path")
             .arg(hvt.join("tests/guest/Cargo.toml"))
             .env("CARGO_TARGET_DIR", &target_dir)
-            .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS", flags)
+            .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"))
             .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building the test guest failed");
-        target_dir.join("x86_64-unknown-linux-gnu/release/fata-hvt-test-guest")
+        target_dir
+            .join(fata_build::RUST_TARGET)
+            .join("release/fata-hvt-test-guest")
     })
 }
 

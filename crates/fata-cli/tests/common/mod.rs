@@ -56,18 +56,8 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Whether this machine can run KVM guests; prints a loud SKIPPED line when not.
-pub fn have_kvm(test: &str) -> bool {
-    let ok = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    if !ok {
-        println!("SKIPPED: {test}: /dev/kvm is missing or not accessible");
-    }
-    ok
-}
+/// What to do when a network namespace or tap device cannot be made.
+const ROOT: &str = "run the tests as root (they make network namespaces and tap devices)";
 
 /// A network namespace holding a tap device `tap0` with address 10.N.0.1/24, removed on drop.
 /// The app inside uses 10.N.0.2.
@@ -77,9 +67,17 @@ pub struct Netns {
 }
 
 impl Netns {
-    /// Creates the namespace; `None` (after a loud SKIPPED line) where namespaces or taps cannot be
-    /// made here.
+    /// Creates the namespace; `None` where namespaces or taps cannot be made here, after
+    /// [`fata_testkit::missing`] has failed a strict run or recorded the skip.
+    #[track_caller]
     pub fn create(test: &str, subnet: u8) -> Option<Netns> {
+        if fata_testkit::pretends_missing("netns") {
+            fata_testkit::missing(
+                "a network namespace with a tap device (FATA_TEST_WITHOUT names netns)",
+                ROOT,
+            );
+            return None;
+        }
         let name = format!("fata-{test}-{}", std::process::id());
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         let ns = Netns { name, subnet };
@@ -106,9 +104,13 @@ impl Netns {
                 let why = out
                     .map(|o| text(&o.stderr))
                     .unwrap_or_else(|e| e.to_string());
-                println!(
-                    "SKIPPED: {test}: cannot set up a network namespace ({}): {why}",
-                    step.join(" ")
+                fata_testkit::missing(
+                    &format!(
+                        "a network namespace with a tap device (`{}` failed: {})",
+                        step.join(" "),
+                        why.trim()
+                    ),
+                    ROOT,
                 );
                 return None;
             }

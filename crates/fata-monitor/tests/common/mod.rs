@@ -147,19 +147,10 @@ impl Asm {
     }
 }
 
-/// Whether KVM can be used; says so loudly when not.
+/// Whether KVM can be used; when not, fails a strict run or records the skip (fata-testkit).
+#[track_caller]
 pub fn kvm_available() -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("SKIPPED: /dev/kvm not available ({e})");
-            false
-        }
-    }
+    fata_testkit::kvm()
 }
 
 /// Writes `image` to a fresh temporary file.
