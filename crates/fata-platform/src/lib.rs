@@ -25,7 +25,8 @@ use core::net::SocketAddr;
 /// on hvt: tens of microseconds on a nested host) serves a batch. It does not delay an idle app,
 /// a client that waits for each answer (each target says how it tells), or a wake-up after one
 /// that brought at least this many received items (frames, datagrams, reads): that is a batch
-/// already.
+/// already. The hvt monitor states the same rule in its ABI (`fata_hvt_abi::COALESCE_BELOW`); the
+/// guest platform checks at compile time that the two agree.
 pub const COALESCE_BELOW: u32 = 16;
 
 /// What a device call can fail with. Small and `Copy` so it costs nothing on the guest.
