@@ -35,6 +35,7 @@ extern crate alloc;
 mod config;
 mod datagrams;
 mod host;
+mod loopback;
 mod smol;
 mod sockets;
 
@@ -43,6 +44,7 @@ use core::fmt;
 pub use config::{Config, Ipv4Config, Tuning};
 pub use core::net::{Ipv4Addr, SocketAddr};
 pub use datagrams::Datagrams;
+pub use loopback::Loopback;
 pub use smol::link::LinkStats;
 pub use smoltcp::wire::Ipv4Cidr;
 pub use sockets::{Stack, TcpListener, TcpStream, UdpSocket};
