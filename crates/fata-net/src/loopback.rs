@@ -37,9 +37,9 @@ struct Wire {
 /// address and MAC, talk over ARP, IPv4, TCP and UDP exactly as two hosts on one Ethernet would,
 /// which is what the integration tests of fata-net and fata-http use.
 ///
-/// Frames pass to the other end at `flush`, in order, and nothing is lost: once 4,096 frames
-/// wait for the other end, `can_transmit` says so and the stack
-/// holds its data back. The device has no readiness bit; it wakes the receiving stack through
+/// Frames pass to the other end at `flush`, in order. Once 4,096 frames wait for the other end,
+/// `can_transmit` says the wire is full and the stack holds its data back rather than lose it
+/// (a reply built while receiving is dropped then, as on a congested wire). The device has no readiness bit; it wakes the receiving stack through
 /// [`Net::register_receive_waker`]. No clock, no I/O: it is `no_std` and works on every target.
 ///
 /// ```no_run
