@@ -40,10 +40,14 @@ extern crate alloc;
 mod date;
 #[cfg(feature = "net")]
 mod net;
+mod problem;
+mod request;
 mod server;
 mod site;
+mod target;
 #[cfg(test)]
 mod tests;
+mod text;
 
 pub use date::{HTTP_DATE_LEN, http_date};
 #[cfg(feature = "net")]

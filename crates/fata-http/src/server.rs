@@ -4,12 +4,14 @@ use alloc::vec::Vec;
 use core::cell::Cell;
 
 use crate::date::{HTTP_DATE_LEN, http_date};
-use crate::site::Site;
+use crate::problem::Problem;
+use crate::request::{Method, Request, method};
+use crate::site::{Entry, MAX_PATH, Site};
+use crate::target::{path_of, percent_decode};
+use crate::text::push_decimal;
 
 /// Most header lines a request may carry (beyond: 431).
 pub const MAX_HEADERS: usize = 64;
-/// Longest decoded path looked up; longer ones cannot name a file (404).
-pub(crate) const MAX_PATH: usize = 1024;
 
 /// Bounds on what a client may send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,65 +71,6 @@ pub struct Server<'a> {
     date: Cell<(u64, [u8; HTTP_DATE_LEN])>,
 }
 
-/// Status codes the server answers with on its own, with their reason phrase and body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Problem {
-    BadRequest(&'static str),
-    NotFound,
-    MethodNotAllowed,
-    RequestTimeout,
-    PayloadTooLarge,
-    UriTooLong,
-    HeadersTooLarge,
-}
-
-impl Problem {
-    fn status(self) -> (u16, &'static str) {
-        match self {
-            Problem::BadRequest(_) => (400, "Bad Request"),
-            Problem::NotFound => (404, "Not Found"),
-            Problem::MethodNotAllowed => (405, "Method Not Allowed"),
-            Problem::RequestTimeout => (408, "Request Timeout"),
-            Problem::PayloadTooLarge => (413, "Content Too Large"),
-            Problem::UriTooLong => (414, "URI Too Long"),
-            Problem::HeadersTooLarge => (431, "Request Header Fields Too Large"),
-        }
-    }
-
-    fn body(self) -> &'static str {
-        match self {
-            Problem::BadRequest(why) => why,
-            Problem::NotFound => "404 Not Found: there is no page at this address.\n",
-            Problem::MethodNotAllowed => {
-                "405 Method Not Allowed: this server answers GET and HEAD only.\n"
-            }
-            Problem::RequestTimeout => {
-                "408 Request Timeout: the request took too long to arrive.\n"
-            }
-            Problem::PayloadTooLarge => "413 Content Too Large: request bodies are not accepted.\n",
-            Problem::UriTooLong => "414 URI Too Long: the request line is too long.\n",
-            Problem::HeadersTooLarge => {
-                "431 Request Header Fields Too Large: the request's headers are too large.\n"
-            }
-        }
-    }
-
-    /// Whether the connection can go on after this answer (the request was read whole).
-    fn keeps_connection(self) -> bool {
-        matches!(self, Problem::NotFound | Problem::MethodNotAllowed)
-    }
-}
-
-/// What a parsed request asks for, as far as the response depends on it.
-struct Request<'r> {
-    head: bool,
-    target: &'r [u8],
-    keep_alive: bool,
-    /// HTTP/1.0, where keep-alive must be confirmed with a `Connection` header.
-    http_10: bool,
-    if_none_match: Option<&'r [u8]>,
-}
-
 impl<'a> Server<'a> {
     /// A server for `site` enforcing `limits`.
     pub fn new(site: Site<'a>, limits: Limits) -> Server<'a> {
@@ -154,92 +97,128 @@ impl<'a> Server<'a> {
     /// gets a response or a request for more bytes within [`Limits`].
     pub fn respond(&self, input: &[u8], now_secs: u64, out: &mut Vec<u8>) -> Outcome<'a> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut request = httparse::Request::new(&mut headers);
-        let head_len = match request.parse(input) {
+        let mut head = httparse::Request::new(&mut headers);
+        let head_len = match self.parse_head(&mut head, input) {
+            Ok(Some(len)) => len,
+            Ok(None) => return Outcome::Incomplete,
+            Err(problem) => return self.refuse(problem, false, input.len(), now_secs, out),
+        };
+        let is_head = method(head.method) == Method::Head;
+        let (request, consumed) = match self.frame(&head, head_len) {
+            Ok(framed) => framed,
+            Err(problem) => return self.refuse(problem, is_head, input.len(), now_secs, out),
+        };
+        if input.len() < consumed {
+            return Outcome::Incomplete;
+        }
+        match self.find(&request) {
+            Ok(entry) => self.send_file(entry, &request, consumed, now_secs, out),
+            Err(problem) => self.answer_problem(problem, &request, consumed, now_secs, out),
+        }
+    }
+
+    /// Appends the `408` sent to a client whose request did not arrive in time; the connection
+    /// is then closed.
+    pub fn timed_out(&self, now_secs: u64, out: &mut Vec<u8>) -> Outcome<'a> {
+        self.refuse(Problem::RequestTimeout, false, 0, now_secs, out)
+    }
+
+    /// Parses the head at the start of `input` into `head`: its length once it is whole and
+    /// within the limits, `None` while more bytes can still make it so.
+    fn parse_head<'b>(
+        &self,
+        head: &mut httparse::Request<'_, 'b>,
+        input: &'b [u8],
+    ) -> Result<Option<usize>, Problem> {
+        let head_len = match head.parse(input) {
             Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => {
-                let line_end = input.iter().position(|&b| b == b'\n');
-                let problem = match line_end {
-                    None if input.len() > self.limits.max_request_line => Problem::UriTooLong,
-                    Some(end) if end > self.limits.max_request_line => Problem::UriTooLong,
-                    _ if input.len() >= self.limits.max_head => Problem::HeadersTooLarge,
-                    _ => return Outcome::Incomplete,
-                };
-                return self.problem(problem, false, input.len(), now_secs, out);
-            }
-            Err(httparse::Error::TooManyHeaders) => {
-                return self.problem(Problem::HeadersTooLarge, false, input.len(), now_secs, out);
-            }
+            Ok(httparse::Status::Partial) => return self.check_partial(input).map(|()| None),
+            Err(httparse::Error::TooManyHeaders) => return Err(Problem::HeadersTooLarge),
             Err(_) => {
-                let problem =
-                    Problem::BadRequest("400 Bad Request: the request is not HTTP/1.1.\n");
-                return self.problem(problem, false, input.len(), now_secs, out);
+                return Err(Problem::BadRequest(
+                    "400 Bad Request: the request is not HTTP/1.1.\n",
+                ));
             }
         };
         let line_len = input.iter().position(|&b| b == b'\n').unwrap_or(head_len);
         if line_len > self.limits.max_request_line {
-            return self.problem(Problem::UriTooLong, false, input.len(), now_secs, out);
+            return Err(Problem::UriTooLong);
         }
         if head_len > self.limits.max_head {
-            return self.problem(Problem::HeadersTooLarge, false, input.len(), now_secs, out);
+            return Err(Problem::HeadersTooLarge);
         }
-        let method = request.method.unwrap_or("");
-        let is_head = method == "HEAD";
-        let parsed = match check(&request) {
-            Ok(parsed) => parsed,
-            Err(problem) => return self.problem(problem, is_head, input.len(), now_secs, out),
-        };
-        let (content_length, request) = parsed;
-        if content_length > self.limits.max_body as u64 {
-            return self.problem(
-                Problem::PayloadTooLarge,
-                is_head,
-                input.len(),
-                now_secs,
-                out,
-            );
+        Ok(Some(head_len))
+    }
+
+    /// Refuses a head still arriving that is already past a limit, so no client makes the
+    /// server wait for more than its buffer holds.
+    fn check_partial(&self, input: &[u8]) -> Result<(), Problem> {
+        match input.iter().position(|&b| b == b'\n') {
+            None if input.len() > self.limits.max_request_line => Err(Problem::UriTooLong),
+            Some(end) if end > self.limits.max_request_line => Err(Problem::UriTooLong),
+            _ if input.len() >= self.limits.max_head => Err(Problem::HeadersTooLarge),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads what a whole head asks for; returns it with the bytes the request takes, body
+    /// included.
+    fn frame<'r>(
+        &self,
+        head: &httparse::Request<'_, 'r>,
+        head_len: usize,
+    ) -> Result<(Request<'r>, usize), Problem> {
+        let request = Request::read(head)?;
+        if request.body_len > self.limits.max_body as u64 {
+            return Err(Problem::PayloadTooLarge);
         }
         // At most max_body, so this fits in usize and cannot overflow with head_len.
-        let consumed = head_len + content_length as usize;
-        if input.len() < consumed {
-            return Outcome::Incomplete;
+        let consumed = head_len + request.body_len as usize;
+        Ok((request, consumed))
+    }
+
+    /// The file a request read whole names, or why it gets none.
+    fn find(&self, request: &Request<'_>) -> Result<&Entry<'a>, Problem> {
+        if request.method == Method::Other {
+            return Err(Problem::MethodNotAllowed);
         }
-        if method != "GET" && !is_head {
-            return self.answer_problem(
-                Problem::MethodNotAllowed,
-                &request,
-                consumed,
-                now_secs,
-                out,
-            );
-        }
-        let Some(path) = decode_target(request.target) else {
-            let problem =
-                Problem::BadRequest("400 Bad Request: the request target is malformed.\n");
-            return self.problem(problem, is_head, consumed, now_secs, out);
-        };
+        let path = path_of(request.target).ok_or(Problem::BadRequest(
+            "400 Bad Request: the request target is malformed.\n",
+        ))?;
         let mut decoded = [0u8; MAX_PATH];
-        let entry = match percent_decode(path, &mut decoded) {
-            Ok(Some(path)) => self.site.lookup(path),
-            Ok(None) => None,
-            Err(()) => {
-                let problem = Problem::BadRequest("400 Bad Request: bad percent-encoding.\n");
-                return self.problem(problem, is_head, consumed, now_secs, out);
-            }
-        };
-        let Some(entry) = entry else {
-            return self.answer_problem(Problem::NotFound, &request, consumed, now_secs, out);
-        };
+        match percent_decode(path, &mut decoded) {
+            Ok(Some(path)) => self.site.lookup(path).ok_or(Problem::NotFound),
+            Ok(None) => Err(Problem::NotFound),
+            Err(()) => Err(Problem::BadRequest(
+                "400 Bad Request: bad percent-encoding.\n",
+            )),
+        }
+    }
+
+    /// Answers with `entry`: `304` when the client's copy is current, `200` otherwise (without
+    /// the body for HEAD).
+    fn send_file(
+        &self,
+        entry: &Entry<'a>,
+        request: &Request<'_>,
+        consumed: usize,
+        now_secs: u64,
+        out: &mut Vec<u8>,
+    ) -> Outcome<'a> {
         let close = !request.keep_alive;
-        let (status, body) = if request
-            .if_none_match
-            .is_some_and(|tags| etag_matches(tags, entry.etag))
-        {
+        let (status, body) = if request.has_current(entry.etag) {
             out.extend_from_slice(&entry.head_not_modified);
             (304, &[][..])
         } else {
             out.extend_from_slice(&entry.head_ok);
-            (200, if request.head { &[][..] } else { entry.body })
+            (
+                200,
+                if request.is_head() {
+                    &[][..]
+                } else {
+                    entry.body
+                },
+            )
         };
         self.finish_head(close, request.http_10, now_secs, out);
         Outcome::Respond {
@@ -248,12 +227,6 @@ impl<'a> Server<'a> {
             status,
             close,
         }
-    }
-
-    /// Appends the `408` sent to a client whose request did not arrive in time; the connection
-    /// is then closed.
-    pub fn timed_out(&self, now_secs: u64, out: &mut Vec<u8>) -> Outcome<'a> {
-        self.problem(Problem::RequestTimeout, false, 0, now_secs, out)
     }
 
     /// Answers a request that was read whole, keeping the connection when the client asked to.
@@ -269,7 +242,7 @@ impl<'a> Server<'a> {
         self.error_response(problem, keep_alive, request.http_10, now_secs, out);
         Outcome::Respond {
             consumed,
-            body: if request.head {
+            body: if request.is_head() {
                 &[]
             } else {
                 problem.body().as_bytes()
@@ -280,7 +253,7 @@ impl<'a> Server<'a> {
     }
 
     /// Answers input that cannot be trusted to be one whole request; the connection is closed.
-    fn problem(
+    fn refuse(
         &self,
         problem: Problem,
         head: bool,
@@ -297,6 +270,7 @@ impl<'a> Server<'a> {
         }
     }
 
+    /// Appends the head of a `problem` answer.
     fn error_response(
         &self,
         problem: Problem,
@@ -345,188 +319,4 @@ impl<'a> Server<'a> {
         self.date.set((now_secs, text));
         text
     }
-}
-
-/// Checks the request's framing and headers; returns its body length and what it asks for.
-fn check<'r>(request: &httparse::Request<'_, 'r>) -> Result<(u64, Request<'r>), Problem> {
-    let version = request.version.unwrap_or(1);
-    let mut content_length: Option<u64> = None;
-    let mut host = false;
-    let mut close = false;
-    let mut keep_alive = false;
-    let mut if_none_match = None;
-    for header in request.headers.iter() {
-        let name = header.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"host") {
-            if host {
-                return Err(Problem::BadRequest(
-                    "400 Bad Request: more than one Host header.\n",
-                ));
-            }
-            host = true;
-        } else if name.eq_ignore_ascii_case(b"content-length") {
-            let length = parse_decimal(header.value).ok_or(Problem::BadRequest(
-                "400 Bad Request: bad Content-Length.\n",
-            ))?;
-            if content_length.is_some_and(|l| l != length) {
-                return Err(Problem::BadRequest(
-                    "400 Bad Request: conflicting Content-Length.\n",
-                ));
-            }
-            content_length = Some(length);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            return Err(Problem::BadRequest(
-                "400 Bad Request: request bodies with Transfer-Encoding are not accepted.\n",
-            ));
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in header.value.split(|&b| b == b',') {
-                let token = trim(token);
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
-        } else if name.eq_ignore_ascii_case(b"if-none-match") {
-            if_none_match = Some(header.value);
-        }
-    }
-    if version == 1 && !host {
-        return Err(Problem::BadRequest(
-            "400 Bad Request: HTTP/1.1 needs a Host header.\n",
-        ));
-    }
-    let request = Request {
-        head: request.method == Some("HEAD"),
-        target: request.path.unwrap_or("").as_bytes(),
-        keep_alive: if version == 1 {
-            !close
-        } else {
-            keep_alive && !close
-        },
-        http_10: version == 0,
-        if_none_match,
-    };
-    Ok((content_length.unwrap_or(0), request))
-}
-
-/// The path of a request target in origin form (`/a/b?q`) or absolute form
-/// (`http://host/a/b?q`), without query or fragment; `None` when it is neither.
-fn decode_target(target: &[u8]) -> Option<&[u8]> {
-    let path = if target.starts_with(b"/") {
-        target
-    } else {
-        let scheme_len = if starts_with_ignore_case(target, b"http://") {
-            7
-        } else if starts_with_ignore_case(target, b"https://") {
-            8
-        } else {
-            return None;
-        };
-        let rest = &target[scheme_len..];
-        match rest.iter().position(|&b| b == b'/' || b == b'?') {
-            Some(at) if rest[at] == b'/' => &rest[at..],
-            _ => b"/",
-        }
-    };
-    let end = path
-        .iter()
-        .position(|&b| b == b'?' || b == b'#')
-        .unwrap_or(path.len());
-    Some(&path[..end])
-}
-
-/// Percent-decodes `path` into `buf`: `Ok(None)` when it does not fit (so it names no file),
-/// `Err` when an escape is malformed.
-fn percent_decode<'b>(path: &[u8], buf: &'b mut [u8]) -> Result<Option<&'b [u8]>, ()> {
-    let mut len = 0;
-    let mut at = 0;
-    let mut fits = true;
-    while at < path.len() {
-        let byte = if path[at] == b'%' {
-            let hex = path.get(at + 1..at + 3).ok_or(())?;
-            let value = hex_value(hex[0]).zip(hex_value(hex[1])).ok_or(())?;
-            at += 3;
-            value.0 << 4 | value.1
-        } else {
-            at += 1;
-            path[at - 1]
-        };
-        match buf.get_mut(len) {
-            Some(slot) => *slot = byte,
-            None => fits = false,
-        }
-        len += 1;
-    }
-    Ok(fits.then_some(&buf[..len]))
-}
-
-fn hex_value(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Whether an `If-None-Match` value names `etag` (weak comparison, RFC 9110 section 13.1.2).
-fn etag_matches(tags: &[u8], etag: &[u8]) -> bool {
-    let tags = trim(tags);
-    if tags == b"*" {
-        return true;
-    }
-    let etag = strip_weak(etag);
-    tags.split(|&b| b == b',')
-        .any(|tag| strip_weak(trim(tag)) == etag)
-}
-
-/// An entity tag without its weakness mark `W/`.
-fn strip_weak(tag: &[u8]) -> &[u8] {
-    match tag {
-        [b'W', b'/', rest @ ..] => rest,
-        _ => tag,
-    }
-}
-
-fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |at| at + 1);
-    &bytes[start..end]
-}
-
-fn starts_with_ignore_case(bytes: &[u8], prefix: &[u8]) -> bool {
-    bytes.len() >= prefix.len() && bytes[..prefix.len()].eq_ignore_ascii_case(prefix)
-}
-
-/// A Content-Length value: ASCII digits only, at most 18 of them.
-fn parse_decimal(value: &[u8]) -> Option<u64> {
-    let value = trim(value);
-    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(
-        value
-            .iter()
-            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')),
-    )
-}
-
-/// Appends `value` in decimal.
-pub(crate) fn push_decimal(out: &mut Vec<u8>, value: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = value;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
 }

@@ -2,6 +2,11 @@
 
 use alloc::vec::Vec;
 
+use crate::text::push_decimal;
+
+/// Longest decoded path looked up; longer ones cannot name a file (404).
+pub(crate) const MAX_PATH: usize = 1024;
+
 /// One file of a site, as a build step embeds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct File<'a> {
@@ -42,7 +47,7 @@ impl<'a> Site<'a> {
             head_ok.extend_from_slice(b"HTTP/1.1 200 OK\r\nServer: fata\r\nContent-Type: ");
             head_ok.extend_from_slice(file.content_type.as_bytes());
             head_ok.extend_from_slice(b"\r\nContent-Length: ");
-            crate::server::push_decimal(&mut head_ok, file.body.len());
+            push_decimal(&mut head_ok, file.body.len());
             head_ok.extend_from_slice(b"\r\nETag: ");
             head_ok.extend_from_slice(file.etag.as_bytes());
             head_ok.extend_from_slice(
@@ -99,7 +104,7 @@ impl<'a> Site<'a> {
                 .map(|at| &self.entries[at])
         };
         if path.ends_with(b"/") {
-            let mut index = [0u8; crate::server::MAX_PATH + 16];
+            let mut index = [0u8; MAX_PATH + 16];
             let joined = path.len() + b"index.html".len();
             if joined > index.len() {
                 return None;

@@ -7,7 +7,9 @@
 //!   `HostSockets` device.
 //!
 //! [`TcpListener`], [`TcpStream`] and [`UdpSocket`] work the same over both, awaited on the Fata
-//! executor, so an app's source does not change between targets.
+//! executor, so an app's source does not change between targets. [`Loopback`] is a network
+//! device made of memory: two stacks on a [`Loopback::pair`] talk inside one process, which is how
+//! this crate's and fata-http's integration tests run without root, taps or KVM.
 //!
 //! ```no_run
 //! # async fn serve(mut env: fata::Env) -> fata::Result<()> {
@@ -35,6 +37,7 @@ extern crate alloc;
 mod config;
 mod datagrams;
 mod host;
+mod loopback;
 mod smol;
 mod sockets;
 
@@ -43,6 +46,7 @@ use core::fmt;
 pub use config::{Config, Ipv4Config, Tuning};
 pub use core::net::{Ipv4Addr, SocketAddr};
 pub use datagrams::Datagrams;
+pub use loopback::Loopback;
 pub use smol::link::LinkStats;
 pub use smoltcp::wire::Ipv4Cidr;
 pub use sockets::{Stack, TcpListener, TcpStream, UdpSocket};

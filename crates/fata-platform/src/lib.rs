@@ -18,6 +18,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::net::SocketAddr;
+use core::task::Waker;
 
 /// Interrupt coalescing, on every target. With an interval set (`fata run --coalesce-us N`, or
 /// the app's `[package.metadata.fata] coalesce-us`), input that arrives faster than the app wakes
@@ -154,6 +155,11 @@ pub trait Net {
     fn can_transmit(&self) -> bool {
         true
     }
+    /// Asks the device to wake `waker` once a frame is waiting (at once if one already is). This
+    /// is how a device that lives in memory, such as fata-net's `Loopback`, wakes its stack: it
+    /// has no readiness bit for `yield_until` to report. Devices the platform watches keep the
+    /// default, which does nothing.
+    fn register_receive_waker(&mut self, _waker: &Waker) {}
 }
 
 /// A block device: fixed-size sectors, read and written several at a time.

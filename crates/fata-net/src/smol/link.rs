@@ -3,6 +3,7 @@
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::task::Waker;
 
 use fata::{DeviceError, Net};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
@@ -51,6 +52,12 @@ impl Link {
 
     pub(crate) fn net(&self) -> &dyn Net {
         &*self.net
+    }
+
+    /// Has `waker` woken when a frame waits on a device that lives in memory (one without a
+    /// readiness bit); other devices ignore it.
+    pub(crate) fn register_receive_waker(&mut self, waker: &Waker) {
+        self.net.register_receive_waker(waker);
     }
 
     /// Hands the frames queued during a poll to the host.

@@ -240,6 +240,27 @@ async fn drive(inner: Rc<Inner>) {
                 None => pending().await,
             }
         };
-        fata::select(poked, fata::select(fata::wait_ready(readiness), timer)).await;
+        let device = fata::select(fata::wait_ready(readiness), frame_arrived(&inner));
+        fata::select(poked, fata::select(device, timer)).await;
     }
+}
+
+/// Waits for a device that lives in memory (a [`Loopback`](crate::Loopback)) to say a frame is
+/// waiting; devices the platform watches never wake it. It ends at the driver's next wake-up,
+/// whatever woke it, which at worst polls the interface once more than needed.
+async fn frame_arrived(inner: &Inner) {
+    let mut registered = false;
+    poll_fn(|cx| {
+        if registered {
+            return Poll::Ready(());
+        }
+        inner
+            .state
+            .borrow_mut()
+            .link
+            .register_receive_waker(cx.waker());
+        registered = true;
+        Poll::Pending
+    })
+    .await
 }
