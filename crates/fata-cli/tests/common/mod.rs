@@ -118,6 +118,20 @@ impl Netns {
         Some(ns)
     }
 
+    /// Turns IPv6 off on the namespace's tap, so the host sends the guest none of the IPv6
+    /// neighbour discovery and multicast listener frames it sends a new link for its first
+    /// seconds: for tests that time each answer, where one unsolicited frame arriving while the
+    /// guest answers looks like load to a coalescing monitor.
+    pub fn without_ipv6(self) -> Netns {
+        let out = self
+            .command("sysctl")
+            .args(["-qw", "net.ipv6.conf.tap0.disable_ipv6=1"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "sysctl: {}", text(&out.stderr));
+        self
+    }
+
     /// The app's address inside the namespace.
     pub fn guest(&self) -> std::net::Ipv4Addr {
         std::net::Ipv4Addr::new(10, self.subnet, 0, 2)
