@@ -38,7 +38,7 @@ pub enum DeviceKind {
     /// A block device (arrives with a later ABI version).
     Block = 2,
     /// A read-only key-value store: an index and the values in read-only guest RAM
-    /// ([`KvRegion`]).
+    /// (`fata_hvt_kv::KvRegion`).
     Kv = 3,
 }
 
@@ -59,13 +59,14 @@ impl DeviceKind {
 ///
 /// For a [`DeviceKind::Net`] device, `ring_addr..ring_addr + ring_len` is page-aligned guest RAM
 /// the monitor reserved (outside the heap: see [`BootInfo::heap_end`]) and laid out as
-/// [`NET_RX_HEADER`], [`NET_TX_HEADER`] and the slots at [`NET_SLOTS`]: `rx_slots` receive slots,
-/// then `tx_slots` transmit slots.
+/// [`NET_RX_HEADER`](crate::NET_RX_HEADER), [`NET_TX_HEADER`](crate::NET_TX_HEADER) and the slots
+/// at [`NET_SLOTS`](crate::NET_SLOTS): `rx_slots` receive slots, then `tx_slots` transmit slots.
 ///
 /// For a [`DeviceKind::Kv`] store, `ring_addr` is the page-aligned start of a region of guest RAM
 /// the guest may read but not write, `ring_len` the bytes of it that hold the store (the mapping
-/// covers them rounded up to a page), laid out as [`KvRegion`] describes; `handle` is the entry's
-/// index and every other field is zero. A key-value store has no doorbell and never becomes ready.
+/// covers them rounded up to a page), laid out as `fata_hvt_kv::KvRegion` describes; `handle` is
+/// the entry's index and every other field is zero. A key-value store has no doorbell and never
+/// becomes ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
 pub struct DeviceInfo {
@@ -73,22 +74,26 @@ pub struct DeviceInfo {
     pub name: [u8; 16],
     /// A [`DeviceKind`] number.
     pub kind: u32,
-    /// The device's handle: its bit in [`YieldArgs::interest`] and `ready`, and its doorbell slot.
+    /// The device's handle: its bit in [`YieldArgs::interest`](crate::YieldArgs::interest) and
+    /// `ready`, and its doorbell slot.
     pub handle: u32,
     /// Guest-physical address of the device's ring memory or key-value region (page-aligned).
     pub ring_addr: GuestAddr,
-    /// Size in bytes of the ring memory: [`net_ring_len`]`(rx_slots, tx_slots)` for a network
-    /// device; the bytes of the region for a key-value store.
+    /// Size in bytes of the ring memory: [`net_ring_len`](crate::net_ring_len)`(rx_slots,
+    /// tx_slots)` for a network device; the bytes of the region for a key-value store.
     pub ring_len: u64,
     /// The interface's MAC address (network devices).
     pub mac: [u8; 6],
-    /// The largest Ethernet payload a frame may carry, without the 14-byte header (network devices).
+    /// The largest Ethernet payload a frame may carry, without the 14-byte header (network
+    /// devices).
     pub mtu: u16,
-    /// Number of receive slots, a power of two up to [`NET_SLOTS_MAX`] (network devices).
+    /// Number of receive slots, a power of two up to [`NET_SLOTS_MAX`](crate::NET_SLOTS_MAX)
+    /// (network devices).
     pub rx_slots: u32,
-    /// Number of transmit slots, a power of two up to [`NET_SLOTS_MAX`] (network devices).
+    /// Number of transmit slots, a power of two up to [`NET_SLOTS_MAX`](crate::NET_SLOTS_MAX)
+    /// (network devices).
     pub tx_slots: u32,
-    /// The device's doorbell: [`doorbell_address`]`(handle)`.
+    /// The device's doorbell: [`doorbell_address`](crate::doorbell_address)`(handle)`.
     pub doorbell: GuestAddr,
     /// Reserved; zero.
     pub reserved: u64,
@@ -122,7 +127,7 @@ impl Default for DeviceInfo {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct BootInfo {
-    /// The monitor's [`ABI_VERSION`]. Frozen at offset 0.
+    /// The monitor's [`ABI_VERSION`](crate::ABI_VERSION). Frozen at offset 0.
     pub abi_version: u32,
     /// Number of used entries at the start of `devices`.
     pub device_count: u32,

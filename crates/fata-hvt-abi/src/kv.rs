@@ -25,9 +25,9 @@ pub const fn kv_index_len(count: u32) -> u64 {
 ///
 /// A region (`DeviceInfo::ring_addr`, `ring_len` bytes) is this header, then `count` [`KvEntry`]
 /// records, then the keys and the values. Offsets in entries count from the region's start. The
-/// monitor writes the keys one after another right after the index and the values after them,
-/// each at a multiple of [`KV_VALUE_ALIGN`]; the guest checks only what [`KvRegion::new_checked`]
-/// lists.
+/// monitor writes the keys one after another right after the index and the values after them, each
+/// at a multiple of [`KV_VALUE_ALIGN`]; the guest checks only what
+/// `fata_hvt_kv::KvRegion::new_checked` lists.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct KvHeader {

@@ -6,10 +6,10 @@ use crate::boot::PAGE_SIZE;
 use crate::hypercall::HYPERCALL_BASE;
 use core::mem::size_of;
 
-/// Guest-physical base of the doorbell window, the page below the hypercall window: no RAM is behind
-/// it either. A store of any width to [`doorbell_address`]`(handle)` exits to the monitor, which
-/// sends every frame on device `handle`'s transmit ring (and fills its receive ring) before it
-/// resumes the guest. The guest rings it when its transmit ring is full.
+/// Guest-physical base of the doorbell window, the page below the hypercall window: no RAM is
+/// behind it either. A store of any width to [`doorbell_address`]`(handle)` exits to the monitor,
+/// which sends every frame on device `handle`'s transmit ring (and fills its receive ring) before
+/// it resumes the guest. The guest rings it when its transmit ring is full.
 pub const DOORBELL_BASE: u64 = 0xFFFF_E000;
 
 /// Size of the doorbell window: one 8-byte slot per device handle.
@@ -50,7 +50,7 @@ pub const NET_TX_HEADER: u64 = 256;
 pub const NET_SLOTS: u64 = PAGE_SIZE;
 
 /// Bytes of ring memory for a device with `rx_slots` receive and `tx_slots` transmit slots
-/// ([`DeviceInfo::ring_len`]).
+/// ([`DeviceInfo::ring_len`](crate::DeviceInfo::ring_len)).
 pub const fn net_ring_len(rx_slots: u32, tx_slots: u32) -> u64 {
     NET_SLOTS + (rx_slots as u64 + tx_slots as u64) * NET_SLOT_SIZE
 }
@@ -77,11 +77,11 @@ pub const NET_MTU: u16 = 1500;
 /// slots up to `produced` (acquire), then frees them by storing `consumed`.
 ///
 /// The guest produces on the transmit ring and consumes on the receive ring; the monitor does the
-/// opposite, on the guest's exits: at every [`Hypercall::Yield`] it sends the published transmit
-/// frames and reads what the host has into free receive slots, before it decides whether to
-/// sleep; a doorbell store does the same for one device. Nothing touches the rings while the guest
-/// runs, so neither side needs a wake-up protocol. The guest waits for received frames with
-/// [`Hypercall::Yield`] only.
+/// opposite, on the guest's exits: at every [`Hypercall::Yield`](crate::Hypercall::Yield) it sends
+/// the published transmit frames and reads what the host has into free receive slots, before it
+/// decides whether to sleep; a doorbell store does the same for one device. Nothing touches the
+/// rings while the guest runs, so neither side needs a wake-up protocol. The guest waits for
+/// received frames with [`Hypercall::Yield`](crate::Hypercall::Yield) only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C, align(64))]
 pub struct NetRingHeader {
