@@ -105,3 +105,46 @@ fn a_new_app_builds_and_runs_and_a_broken_one_shows_the_compiler_error() {
     assert!(stderr.contains("the compiler's first error"), "{stderr}");
     assert!(stderr.contains("undefined_thing"), "{stderr}");
 }
+
+#[test]
+fn device_names_follow_the_hvt_rule_on_unix_too() {
+    // Through `fata run`: the command line is refused before the app starts.
+    let out = fata(&[
+        "run",
+        "--target",
+        "unix",
+        "apps/hello",
+        "--kv",
+        "a=/tmp",
+        "--kv",
+        "a=/tmp",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("two devices are named \"a\""),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = fata(&[
+        "run",
+        "--target",
+        "unix",
+        "apps/hello",
+        "--kv",
+        "sixteen-bytes-xx=/tmp",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    // The executable alone, given its devices in the environment as `fata run` does.
+    let built = fata(&["build", "--target", "unix", "apps/hello"]);
+    let executable = text(&built.stdout).lines().last().unwrap().to_string();
+    let out = std::process::Command::new(&executable)
+        .env("FATA_KV", "data=/tmp,/tmp")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("two devices are named \"data\""),
+        "{}",
+        text(&out.stderr)
+    );
+}
