@@ -1,7 +1,8 @@
 //! An authoritative DNS server over UDP and TCP on port 53 (`--port N`).
 //!
-//! `fata run` compiles the master file given with `--zone FILE` on the host and passes the
-//! compiled zones through the app's read-only `files` store, where `--zone` then names them.
+//! `fata run` compiles each master file given with `--zone FILE` (as many as there are zones to
+//! serve) on the host and passes the compiled zones through the app's read-only `files` store,
+//! where each `--zone` then names one.
 //! Answers are memoized, in at most 8 MiB unless `--memo-bytes N` says otherwise, unless `--no-memo`
 //! is given.
 #![no_std]
@@ -15,7 +16,7 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::time::Duration;
 
-use fata::{Env, Error, Result, println};
+use fata::{Env, Error, Opt, Result, println};
 use fata_dns::{Server, Transport, ZoneSet};
 use fata_net::{Datagrams, Stack, TcpListener, TcpStream, Tuning, UdpSocket};
 
@@ -24,7 +25,23 @@ const BATCH: usize = 64;
 /// A TCP client idle this long is disconnected (RFC 7766 suggests tens of seconds).
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
-#[fata::main]
+/// The options dns takes, besides the network's.
+const OPTIONS: &[Opt] = &[
+    Opt::repeatable(
+        "--zone",
+        "FILE",
+        "a master file to serve; one per zone, at least one",
+    ),
+    Opt::value("--port", "N", "the UDP and TCP port (default 53)"),
+    Opt::value(
+        "--memo-bytes",
+        "N",
+        "the most the answer cache holds (default 8 MiB)",
+    ),
+    Opt::flag("--no-memo", "answer every query afresh, without the cache"),
+];
+
+#[fata::main(options = [OPTIONS, fata_net::OPTIONS])]
 async fn main(mut env: Env) -> Result<()> {
     let port: u16 = env.arg("--port")?.unwrap_or(53);
     let cache_bytes = if env.flag("--no-memo") {
@@ -33,14 +50,30 @@ async fn main(mut env: Env) -> Result<()> {
         env.arg("--memo-bytes")?
             .unwrap_or(fata_dns::DEFAULT_CACHE_BYTES)
     };
-    let zone: String = env
-        .arg("--zone")?
-        .ok_or_else(|| Error::msg("give the zone's master file with --zone FILE"))?;
+    let zone_keys: Vec<String> = env.arg_all("--zone")?;
+    if zone_keys.is_empty() {
+        return Err(Error::msg(
+            "give each zone's master file with --zone FILE (repeat it for more zones)",
+        ));
+    }
     let files = env.take_kv("files")?;
-    let compiled = files
-        .get(&zone)
-        .map_err(|e| Error::msg(alloc::format!("reading zone {zone:?}: {e}")))?;
-    let zones = ZoneSet::from_compiled(&compiled)?;
+    let mut zones: Option<ZoneSet> = None;
+    for key in &zone_keys {
+        let compiled = files
+            .get(key)
+            .map_err(|e| Error::msg(alloc::format!("reading zone {key:?}: {e}")))?;
+        let set = ZoneSet::from_compiled(&compiled)?;
+        let Some(all) = &mut zones else {
+            zones = Some(set);
+            continue;
+        };
+        for zone in set.zones() {
+            all.insert(zone.clone()).map_err(|e| {
+                Error::msg(alloc::format!("--zone {key}: zone {}: {e}", zone.apex()))
+            })?;
+        }
+    }
+    let zones = zones.expect("at least one --zone was read");
     let names: Vec<String> = zones
         .zones()
         .iter()

@@ -3,10 +3,17 @@
 #![no_std]
 #![no_main]
 
-use fata::{Env, Result, println};
+use fata::{Env, Opt, Result, println};
 use fata_net::{Stack, TcpListener, TcpStream, UdpSocket};
 
-#[fata::main]
+/// The options echo takes, besides the network's.
+const OPTIONS: &[Opt] = &[Opt::value(
+    "--port",
+    "N",
+    "the TCP and UDP port (default 7)",
+)];
+
+#[fata::main(options = [OPTIONS, fata_net::OPTIONS])]
 async fn main(mut env: Env) -> Result<()> {
     let port: u16 = env.arg("--port")?.unwrap_or(7);
     let stack = Stack::from_env(&mut env)?;

@@ -3,9 +3,19 @@
 #![no_std]
 #![no_main]
 
-use fata::{Duration, Env, Result, println};
+use fata::{Duration, Env, Opt, Result, println};
 
-#[fata::main]
+/// The options hello takes.
+const OPTIONS: &[Opt] = &[
+    Opt::value("--count", "N", "how many lines to print (default 4)"),
+    Opt::value(
+        "--interval-ms",
+        "MS",
+        "the pause between lines (default 1000)",
+    ),
+];
+
+#[fata::main(options = [OPTIONS])]
 async fn main(env: Env) -> Result<()> {
     let count: u64 = env.arg("--count")?.unwrap_or(4);
     let interval = Duration::from_millis(env.arg("--interval-ms")?.unwrap_or(1000));

@@ -18,7 +18,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::Cell;
 
-use fata::{Env, Instant, Result, println};
+use fata::{Env, Instant, Opt, Result, println};
 use fata_net::{NetError, Stack, TcpListener, TcpStream};
 
 /// Length of the session cookie every iperf3 connection starts with.
@@ -38,7 +38,10 @@ mod state {
     pub const SERVER_ERROR: u8 = (-2i8) as u8;
 }
 
-#[fata::main]
+/// The options iperf takes, besides the network's.
+const OPTIONS: &[Opt] = &[Opt::value("--port", "N", "the TCP port (default 5201)")];
+
+#[fata::main(options = [OPTIONS, fata_net::OPTIONS])]
 async fn main(mut env: Env) -> Result<()> {
     let port: u16 = env.arg("--port")?.unwrap_or(5201);
     let stack = Stack::from_env(&mut env)?;

@@ -13,13 +13,23 @@ use alloc::boxed::Box;
 use alloc::rc::Rc;
 use core::cell::Cell;
 
-use fata::{Env, Result, println};
+use fata::{Env, Opt, Result, println};
 use fata_http::{Limits, Server, Site, Timeouts};
 use fata_net::{Stack, TcpListener, Tuning};
 
 include!(concat!(env!("OUT_DIR"), "/site.rs"));
 
-#[fata::main]
+/// The options www takes, besides the network's.
+const OPTIONS: &[Opt] = &[
+    Opt::value("--port", "N", "the HTTP port (default 80)"),
+    Opt::value(
+        "--max-connections",
+        "N",
+        "connections served at once; more are closed at once (default 1024)",
+    ),
+];
+
+#[fata::main(options = [OPTIONS, fata_net::OPTIONS])]
 async fn main(mut env: Env) -> Result<()> {
     let port: u16 = env.arg("--port")?.unwrap_or(80);
     let max_connections: usize = env.arg("--max-connections")?.unwrap_or(1024);

@@ -186,7 +186,7 @@ fn run_app(mut run: RunArgs) -> Result<ExitCode, Failure> {
     let is_image = run.path.is_file();
     if !is_image {
         let info = fata_build::crate_info(&run.path).map_err(|e| Failure::new(EXIT_BUILD, e))?;
-        if let Some(dir) = host_files::prepare(&info, &mut run.app_args)? {
+        if let Some(dir) = host_files::prepare(&info, &run.path, &mut run.app_args)? {
             run.kv.push(format!("files={}", dir.display()));
         }
         if run.coalesce_us.is_none() {

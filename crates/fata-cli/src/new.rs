@@ -94,9 +94,12 @@ const MAIN_RS: &str = r#"//! A Fata app: the same source runs as a Linux process
 #![no_std]
 #![no_main]
 
-use fata::{Duration, Env, Result, println};
+use fata::{Duration, Env, Opt, Result, println};
 
-#[fata::main]
+/// The options the app takes; an argument that is not one of them is refused with this usage.
+const OPTIONS: &[Opt] = &[Opt::value("--name", "NAME", "who to greet (default world)")];
+
+#[fata::main(options = [OPTIONS])]
 async fn main(env: Env) -> Result<()> {
     let name: alloc::string::String = env.arg("--name")?.unwrap_or_else(|| "world".into());
     fata::sleep(Duration::from_millis(10)).await;

@@ -2,8 +2,9 @@
 //!
 //! The attribute keeps the function as written and adds the C `main` symbol both targets start
 //! from: glibc's start code calls it on unix, the guest platform's `_start` calls it on hvt. That
-//! symbol hands the function to `fata::rt::start`, which builds the environment, runs the executor
-//! and turns the result into the exit status.
+//! symbol hands the function to `fata::rt::start`, with the package's name and the options the
+//! attribute declares; `start` checks the arguments against them, builds the environment, runs the
+//! executor and turns the result into the exit status.
 //!
 //! Written on `proc_macro` alone: the attribute only needs the function's name, and leaving syn out
 //! keeps every app's first build short.
@@ -12,11 +13,16 @@ use proc_macro::{TokenStream, TokenTree};
 
 /// Marks `async fn NAME(env: fata::Env) -> Result<(), E>` (with `E: Display`) as the program's entry.
 /// The crate must be `#![no_std]` and `#![no_main]`.
+///
+/// `#[fata::main(options = [APP, fata_net::OPTIONS])]` declares the options the program takes, as
+/// a list of `&[fata::Opt]` (the app's own and those of each library that reads its arguments);
+/// without it the program takes none.
 #[proc_macro_attribute]
 pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
-    if !attr.is_empty() {
-        return compile_error("#[fata::main] takes no arguments");
-    }
+    let options = match declared_options(attr) {
+        Ok(options) => options,
+        Err(message) => return compile_error(message),
+    };
     let tokens: Vec<TokenTree> = item.clone().into_iter().collect();
     let is_ident =
         |t: &TokenTree, word: &str| matches!(t, TokenTree::Ident(i) if i.to_string() == word);
@@ -32,13 +38,37 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
     let entry: TokenStream = format!(
         "#[doc(hidden)]
          #[unsafe(export_name = \"main\")]
-         extern \"C\" fn __fata_entry() -> i32 {{ ::fata::rt::start({name}) }}"
+         extern \"C\" fn __fata_entry() -> i32 {{
+             const __FATA_OPTIONS: &[&[::fata::Opt]] = &{options};
+             ::fata::rt::start(::core::env!(\"CARGO_PKG_NAME\"), __FATA_OPTIONS, {name})
+         }}"
     )
     .parse()
     .expect("the entry shim is valid Rust");
     let mut out = item;
     out.extend(entry);
     out
+}
+
+/// The option lists of `options = [...]`, as source text (`[]` when the attribute is empty).
+fn declared_options(attr: TokenStream) -> Result<String, &'static str> {
+    const SYNTAX: &str = "#[fata::main] takes `options = [LIST, ...]`, each LIST a &[fata::Opt]";
+    let mut tokens = attr.into_iter();
+    match (tokens.next(), tokens.next(), tokens.next(), tokens.next()) {
+        (None, ..) => Ok(String::from("[]")),
+        (
+            Some(TokenTree::Ident(key)),
+            Some(TokenTree::Punct(eq)),
+            Some(TokenTree::Group(list)),
+            None,
+        ) if key.to_string() == "options"
+            && eq.as_char() == '='
+            && list.delimiter() == proc_macro::Delimiter::Bracket =>
+        {
+            Ok(list.to_string())
+        }
+        _ => Err(SYNTAX),
+    }
 }
 
 fn compile_error(message: &str) -> TokenStream {

@@ -2,8 +2,24 @@
 
 use core::str::FromStr;
 
-use fata::{Env, Error};
+use fata::{Env, Error, Opt};
 use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
+
+/// The options the stack reads from the app's arguments: an app that builds its stack with
+/// [`Stack::from_env`](crate::Stack::from_env) lists them in `#[fata::main(options = [...])]`.
+pub const OPTIONS: &[Opt] = &[
+    Opt::value(
+        "--ipv4",
+        "ADDR/PREFIX",
+        "the interface's address, as 10.0.0.2/24 (DHCP without it)",
+    ),
+    Opt::value("--ipv4-gateway", "ADDR", "the default gateway, with --ipv4"),
+    Opt::value(
+        "--bind",
+        "ADDR",
+        "the address to serve on with the host's sockets (unix without --net; default 127.0.0.1)",
+    ),
+];
 
 /// The interface's IPv4 set-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,9 +132,11 @@ mod tests {
 
     fn config(args: &[&str]) -> Result<Config, Error> {
         Config::from_env(&Env::new(
+            "test",
+            &[OPTIONS],
             args.iter().map(|s| s.to_string()).collect(),
             Vec::new(),
-        ))
+        )?)
     }
 
     #[test]

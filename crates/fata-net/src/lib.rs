@@ -43,7 +43,7 @@ mod sockets;
 
 use core::fmt;
 
-pub use config::{Config, Ipv4Config, Tuning};
+pub use config::{Config, Ipv4Config, OPTIONS, Tuning};
 pub use core::net::{Ipv4Addr, SocketAddr};
 pub use datagrams::Datagrams;
 pub use loopback::Loopback;

@@ -40,7 +40,7 @@ mod time;
 pub use combinators::{Either, Elapsed, join, select, timeout, yield_now};
 pub use console::{SysClock, SysConsole, SysRandom, print_fmt};
 pub use core::time::Duration;
-pub use env::Env;
+pub use env::{Env, Opt};
 pub use error::{Error, Result};
 pub use executor::{JoinHandle, WaitReady, block_on, spawn, wait_ready};
 pub use fata_macros::main;
