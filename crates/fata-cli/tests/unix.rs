@@ -106,34 +106,25 @@ fn a_new_app_builds_and_runs_and_a_broken_one_shows_the_compiler_error() {
     assert!(stderr.contains("undefined_thing"), "{stderr}");
 }
 
+/// Asserts that `out` exited with `code` and said `needle` on stderr.
+fn refused(out: &std::process::Output, code: i32, needle: &str) {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains(needle), "{stderr}");
+}
+
 #[test]
 fn device_names_follow_the_hvt_rule_on_unix_too() {
     // Through `fata run`: the command line is refused before the app starts.
-    let out = fata(&[
-        "run",
-        "--target",
-        "unix",
-        "apps/hello",
-        "--kv",
-        "a=/tmp",
-        "--kv",
-        "a=/tmp",
-    ]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("two devices are named \"a\""),
-        "{}",
-        text(&out.stderr)
-    );
-    let out = fata(&[
-        "run",
-        "--target",
-        "unix",
-        "apps/hello",
-        "--kv",
-        "sixteen-bytes-xx=/tmp",
-    ]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let run_hello = |devices: &[&str]| {
+        let mut args = vec!["run", "--target", "unix", "apps/hello"];
+        args.extend_from_slice(devices);
+        fata(&args)
+    };
+    let twice = run_hello(&["--kv", "a=/tmp", "--kv", "a=/tmp"]);
+    refused(&twice, 2, "two devices are named \"a\"");
+    let long = run_hello(&["--kv", "sixteen-bytes-xx=/tmp"]);
+    refused(&long, 2, "\"sixteen-bytes-xx\" is not usable");
     // The executable alone, given its devices in the environment as `fata run` does.
     let built = fata(&["build", "--target", "unix", "apps/hello"]);
     let executable = text(&built.stdout).lines().last().unwrap().to_string();
@@ -141,10 +132,5 @@ fn device_names_follow_the_hvt_rule_on_unix_too() {
         .env("FATA_KV", "data=/tmp,/tmp")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("two devices are named \"data\""),
-        "{}",
-        text(&out.stderr)
-    );
+    refused(&out, 2, "two devices are named \"data\"");
 }
