@@ -186,8 +186,14 @@ pub struct Running {
     pub ready_line: String,
 }
 
+/// How long an app started by `fata run` may take to say it is ready. Generous, because on a fresh
+/// machine the first run also builds the app and the host programs that prepare its files (the
+/// zone compiler, with its dependencies, on two cores shared with other tests).
+pub const READY_WITHIN: Duration = Duration::from_secs(300);
+
 impl Running {
-    /// Starts `command` and waits up to 20 s for a stdout line containing `ready`.
+    /// Starts `command` and waits for a stdout line containing `ready`, at most [`READY_WITHIN`]
+    /// after the last line it printed.
     pub fn start(mut command: Command, ready: &str) -> Running {
         let mut child = command
             .stdout(Stdio::piped())
@@ -209,7 +215,7 @@ impl Running {
             ready_line: String::new(),
         };
         loop {
-            match running.lines.recv_timeout(Duration::from_secs(20)) {
+            match running.lines.recv_timeout(READY_WITHIN) {
                 Ok(line) if line.contains(ready) => {
                     running.ready_line = line;
                     return running;
@@ -217,7 +223,9 @@ impl Running {
                 Ok(_) => continue,
                 Err(_) => {
                     let status = running.child.try_wait().unwrap();
-                    panic!("the app did not print {ready:?} within 20 s (exit: {status:?})");
+                    panic!(
+                        "the app did not print {ready:?} within {READY_WITHIN:?} (exit: {status:?})"
+                    );
                 }
             }
         }
