@@ -35,7 +35,7 @@ pub enum DeviceKind {
     None = 0,
     /// A network interface: receive and transmit rings in guest RAM and a doorbell.
     Net = 1,
-    /// A block device (arrives with a later ABI version).
+    /// A block device: request and completion rings in guest RAM and a doorbell.
     Block = 2,
     /// A read-only key-value store: an index and the values in read-only guest RAM
     /// (`fata_hvt_kv::KvRegion`).
@@ -62,6 +62,11 @@ impl DeviceKind {
 /// [`NET_RX_HEADER`](crate::NET_RX_HEADER), [`NET_TX_HEADER`](crate::NET_TX_HEADER) and the slots
 /// at [`NET_SLOTS`](crate::NET_SLOTS): `rx_slots` receive slots, then `tx_slots` transmit slots.
 ///
+/// For a [`DeviceKind::Block`] device, `ring_addr..ring_addr + ring_len` is page-aligned guest
+/// RAM below the stack laid out as [`BLOCK_HEADER`](crate::BLOCK_HEADER) (geometry and indices,
+/// written by the monitor before the guest starts) and [`BLOCK_REQUESTS`](crate::BLOCK_REQUESTS):
+/// `rx_slots` request slots, then as many completion slots; `tx_slots`, `mac` and `mtu` are zero.
+///
 /// For a [`DeviceKind::Kv`] store, `ring_addr` is the page-aligned start of a region of guest RAM
 /// the guest may read but not write, `ring_len` the bytes of it that hold the store (the mapping
 /// covers them rounded up to a page), laid out as `fata_hvt_kv::KvRegion` describes; `handle` is
@@ -80,7 +85,8 @@ pub struct DeviceInfo {
     /// Guest-physical address of the device's ring memory or key-value region (page-aligned).
     pub ring_addr: GuestAddr,
     /// Size in bytes of the ring memory: [`net_ring_len`](crate::net_ring_len)`(rx_slots,
-    /// tx_slots)` for a network device; the bytes of the region for a key-value store.
+    /// tx_slots)` for a network device; [`block_ring_len`](crate::block_ring_len)`(rx_slots)` for
+    /// a block device; the bytes of the region for a key-value store.
     pub ring_len: u64,
     /// The interface's MAC address (network devices).
     pub mac: [u8; 6],
@@ -88,7 +94,8 @@ pub struct DeviceInfo {
     /// devices).
     pub mtu: u16,
     /// Number of receive slots, a power of two up to [`NET_SLOTS_MAX`](crate::NET_SLOTS_MAX)
-    /// (network devices).
+    /// (network devices); number of request slots, a power of two up to
+    /// [`BLOCK_SLOTS_MAX`](crate::BLOCK_SLOTS_MAX) (block devices).
     pub rx_slots: u32,
     /// Number of transmit slots, a power of two up to [`NET_SLOTS_MAX`](crate::NET_SLOTS_MAX)
     /// (network devices).

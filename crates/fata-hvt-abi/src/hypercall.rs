@@ -39,15 +39,17 @@ pub enum Hypercall {
     /// Write bytes to the console (the monitor's stdout). Arguments: [`ConsoleWriteArgs`].
     ConsoleWrite = 2,
     /// Move every network device's frames (send the published transmit frames, fill the receive
-    /// rings), then block until a device in the interest set is ready (a network device: its
-    /// receive ring holds a frame) or the timeout passes; a timeout of 0 only moves frames.
+    /// rings) and take every block device's published requests, then block until a device in the
+    /// interest set is ready (a network device: its receive ring holds a frame; a block device:
+    /// its completion ring holds a completion the guest has not consumed) or the timeout passes;
+    /// a timeout of 0 only moves frames and requests.
     /// Arguments: [`YieldArgs`].
     Yield = 3,
     /// Reserved: network devices need no hypercall (their rings and doorbells work without one);
     /// monitors end the guest with an ABI violation.
     Net = 4,
-    /// Reserved for block devices of a later ABI version; monitors end the guest with an ABI
-    /// violation.
+    /// Reserved: block devices need no hypercall (their rings are served at every `Yield` and
+    /// doorbell store); monitors end the guest with an ABI violation.
     Block = 5,
 }
 

@@ -18,6 +18,10 @@
 //!   without exits; the monitor moves frames between them and the host whenever the guest exits to
 //!   it (every [`Hypercall::Yield`]), and the guest stores to the device's doorbell
 //!   ([`doorbell_address`]) to have a full transmit ring sent at once.
+//! - **Block devices.** Each [`DeviceKind::Block`] entry describes a request ring and a completion
+//!   ring in guest RAM ([`BlockRingHeader`], [`BlockRequest`], [`BlockCompletion`]); the monitor
+//!   takes every published request at the guest's exits, runs them on the host together, and
+//!   publishes each completion with its own status.
 //! - **Key-value stores.** Each [`DeviceKind::Kv`] entry describes a read-only region of guest RAM
 //!   holding a sorted index ([`KvHeader`], [`KvEntry`]) and the values; the guest reads it in place
 //!   after checking it (the checked reader is the `fata-hvt-kv` crate), with no hypercall.
@@ -33,17 +37,20 @@
 //! | [`boot`] | the load address, memory limits, [`BootInfo`] and its device table |
 //! | [`hypercall`] | the hypercall window, the [`Hypercall`] numbers and their argument structs |
 //! | [`net`] | network rings, slots and doorbells |
+//! | [`block`] | block request and completion rings |
 //! | [`kv`] | the layout of read-only key-value regions |
 //! | [`note`] | the ELF note that names an image's ABI version |
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod block;
 pub mod boot;
 pub mod hypercall;
 pub mod kv;
 pub mod net;
 pub mod note;
 
+pub use block::*;
 pub use boot::*;
 pub use hypercall::*;
 pub use kv::*;
@@ -64,8 +71,9 @@ use core::fmt;
 ///
 /// History: 1 had no devices; 2 added network devices; 3 added read-only key-value stores
 /// ([`DeviceKind::Kv`]); 4 moved network rings to exit-driven service (the monitor moves frames on
-/// `Yield` and doorbell exits; the rings' `waiting` flag became reserved).
-pub const ABI_VERSION: u32 = 4;
+/// `Yield` and doorbell exits; the rings' `waiting` flag became reserved); 5 added block devices
+/// ([`DeviceKind::Block`]).
+pub const ABI_VERSION: u32 = 5;
 
 /// A guest-physical address, as it appears in the ABI's structs (Solo5 marks the same fields with
 /// `HVT_GUEST_PTR`). Guest memory is identity-mapped, so it is also the guest's virtual address.
@@ -157,6 +165,45 @@ mod tests {
         assert_eq!(doorbell_address(0), GuestAddr(DOORBELL_BASE));
         assert_eq!(doorbell_address(3), GuestAddr(0xFFFF_E018));
         assert!(doorbell_address(MAX_DEVICES as u32).0 < HYPERCALL_BASE);
+    }
+
+    #[test]
+    fn block_ring_layout_is_pinned() {
+        assert_eq!(size_of::<BlockRingHeader>(), 320);
+        assert_eq!(offset_of!(BlockRingHeader, requests_produced), 0);
+        assert_eq!(offset_of!(BlockRingHeader, requests_consumed), 64);
+        assert_eq!(offset_of!(BlockRingHeader, completions_produced), 128);
+        assert_eq!(offset_of!(BlockRingHeader, completions_consumed), 192);
+        assert_eq!(offset_of!(BlockRingHeader, sector_size), 256);
+        assert_eq!(offset_of!(BlockRingHeader, flags), 260);
+        assert_eq!(offset_of!(BlockRingHeader, sectors), 264);
+        assert_eq!(offset_of!(BlockRingHeader, request_max), 272);
+        assert_eq!(offset_of!(BlockRingHeader, reserved), 280);
+        assert_eq!(size_of::<BlockRequest>(), 64);
+        assert_eq!(offset_of!(BlockRequest, tag), 0);
+        assert_eq!(offset_of!(BlockRequest, op), 8);
+        assert_eq!(offset_of!(BlockRequest, flags), 12);
+        assert_eq!(offset_of!(BlockRequest, sector), 16);
+        assert_eq!(offset_of!(BlockRequest, len), 24);
+        assert_eq!(offset_of!(BlockRequest, buffer), 32);
+        assert_eq!(offset_of!(BlockRequest, reserved), 40);
+        assert_eq!(size_of::<BlockCompletion>(), 16);
+        assert_eq!(offset_of!(BlockCompletion, status), 8);
+        assert!(BLOCK_REQUESTS >= BLOCK_HEADER + size_of::<BlockRingHeader>() as u64);
+        assert_eq!(
+            block_ring_len(128),
+            (4096 + 128 * 80usize).div_ceil(4096) as u64 * 4096
+        );
+        assert_eq!(block_ring_len(1), 8192);
+        assert_eq!(block_request_slot(128, 129), 4096 + 64);
+        assert_eq!(block_completion_slot(128, 0), 4096 + 128 * 64);
+        let max = BLOCK_SLOTS_MAX;
+        assert!(block_completion_slot(max, u32::MAX) + 16 <= block_ring_len(max));
+        assert_eq!(BlockOp::from_u32(4), Some(BlockOp::Discard));
+        assert_eq!(BlockOp::from_u32(0), None);
+        assert_eq!(BlockStatus::from_u32(6), Some(BlockStatus::Unsupported));
+        assert_eq!(BlockStatus::from_u32(7), None);
+        assert_eq!(DeviceKind::Block as u32, 2);
     }
 
     #[test]

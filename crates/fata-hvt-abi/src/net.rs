@@ -8,8 +8,10 @@ use core::mem::size_of;
 
 /// Guest-physical base of the doorbell window, the page below the hypercall window: no RAM is
 /// behind it either. A store of any width to [`doorbell_address`]`(handle)` exits to the monitor,
-/// which sends every frame on device `handle`'s transmit ring (and fills its receive ring) before
-/// it resumes the guest. The guest rings it when its transmit ring is full.
+/// which sends every frame on network device `handle`'s transmit ring (and fills its receive ring)
+/// before it resumes the guest; for a block device it takes the published requests and starts
+/// them. The guest rings it when its transmit ring is full, or to start block requests without
+/// waiting.
 pub const DOORBELL_BASE: u64 = 0xFFFF_E000;
 
 /// Size of the doorbell window: one 8-byte slot per device handle.

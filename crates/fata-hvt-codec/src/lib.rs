@@ -12,8 +12,8 @@
 
 use core::mem::{offset_of, size_of};
 use fata_hvt_abi::{
-    AbiNote, BootInfo, ConsoleWriteArgs, DeviceInfo, ExitArgs, GuestAddr, KvEntry, KvHeader,
-    MAX_DEVICES, YieldArgs,
+    AbiNote, BlockCompletion, BlockRequest, BlockRingHeader, BootInfo, ConsoleWriteArgs,
+    DeviceInfo, ExitArgs, GuestAddr, KvEntry, KvHeader, MAX_DEVICES, YieldArgs,
 };
 
 /// One field type the [`Codec`] structs are made of, encoded little-endian.
@@ -108,6 +108,35 @@ macro_rules! codec {
     };
 }
 
+codec!(BlockRingHeader {
+    requests_produced: u32,
+    pad0: [u32; 15],
+    requests_consumed: u32,
+    pad1: [u32; 15],
+    completions_produced: u32,
+    pad2: [u32; 15],
+    completions_consumed: u32,
+    pad3: [u32; 15],
+    sector_size: u32,
+    flags: u32,
+    sectors: u64,
+    request_max: u64,
+    reserved: [u64; 5],
+});
+codec!(BlockRequest {
+    tag: u64,
+    op: u32,
+    flags: u32,
+    sector: u64,
+    len: u64,
+    buffer: GuestAddr,
+    reserved: [u64; 3],
+});
+codec!(BlockCompletion {
+    tag: u64,
+    status: u32,
+    reserved: u32,
+});
 codec!(ExitArgs {
     status: i32,
     pad: u32
@@ -223,5 +252,37 @@ mod tests {
         AbiNote::CURRENT.encode(&mut note);
         assert_eq!(&note[12..17], &NOTE_NAME);
         assert_eq!(AbiNote::decode(&note), AbiNote::CURRENT);
+
+        let request = BlockRequest {
+            tag: 9,
+            op: 2,
+            flags: 1,
+            sector: 77,
+            len: 4096,
+            buffer: GuestAddr(0x20_0000),
+            reserved: [0; 3],
+        };
+        let mut raw = [0u8; BlockRequest::SIZE];
+        request.encode(&mut raw);
+        assert_eq!(&raw[16..24], &77u64.to_le_bytes());
+        assert_eq!(&raw[32..40], &0x20_0000u64.to_le_bytes());
+        assert_eq!(BlockRequest::decode(&raw), request);
+        let done = BlockCompletion {
+            tag: 9,
+            status: 3,
+            reserved: 0,
+        };
+        let mut raw = [0u8; BlockCompletion::SIZE];
+        done.encode(&mut raw);
+        assert_eq!(&raw[8..12], &3u32.to_le_bytes());
+        assert_eq!(BlockCompletion::decode(&raw), done);
+        let mut header = BlockRingHeader::decode(&[0u8; BlockRingHeader::SIZE]);
+        header.completions_consumed = 5;
+        header.sectors = 1 << 40;
+        let mut raw = [0u8; BlockRingHeader::SIZE];
+        header.encode(&mut raw);
+        assert_eq!(&raw[192..196], &5u32.to_le_bytes());
+        assert_eq!(&raw[264..272], &(1u64 << 40).to_le_bytes());
+        assert_eq!(BlockRingHeader::decode(&raw), header);
     }
 }

@@ -47,6 +47,8 @@ pub enum DeviceError {
     Unsupported,
     /// The host reported an I/O failure.
     Io,
+    /// The host has no room left for the data.
+    NoSpace,
     /// The address or port is already in use.
     AddressInUse,
     /// The peer refused the connection.
@@ -65,6 +67,7 @@ impl fmt::Display for DeviceError {
             DeviceError::NotFound => "not found",
             DeviceError::Unsupported => "not supported by this device",
             DeviceError::Io => "I/O error on the host",
+            DeviceError::NoSpace => "no space left on the host",
             DeviceError::AddressInUse => "address already in use",
             DeviceError::ConnectionRefused => "connection refused",
             DeviceError::ConnectionReset => "connection reset by peer",
@@ -162,21 +165,149 @@ pub trait Net {
     fn register_receive_waker(&mut self, _waker: &Waker) {}
 }
 
-/// A block device: fixed-size sectors, read and written several at a time.
-pub trait Block {
-    /// Bytes per sector (512 or 4096).
-    fn sector_size(&self) -> u32;
+/// Memory for block requests: whole sectors, page-aligned (the host's direct I/O wants aligned
+/// buffers, and a page-aligned guest buffer is page-aligned on the host too).
+///
+/// A request owns its buffer until it completes, so a buffer can never be freed or reused while a
+/// device still writes into it, whatever happens to the future that waits for it.
+pub struct BlockBuffer {
+    pages: Vec<Page>,
+    len: usize,
+}
+
+/// One page of a [`BlockBuffer`].
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(4096))]
+struct Page([u8; BlockBuffer::ALIGN]);
+
+impl BlockBuffer {
+    /// The alignment of every buffer's first byte.
+    pub const ALIGN: usize = 4096;
+
+    /// A buffer of `len` zero bytes.
+    pub fn new(len: usize) -> BlockBuffer {
+        BlockBuffer {
+            pages: alloc::vec![Page([0; BlockBuffer::ALIGN]); len.div_ceil(BlockBuffer::ALIGN)],
+            len,
+        }
+    }
+
+    /// A buffer holding a copy of `bytes`.
+    pub fn from_slice(bytes: &[u8]) -> BlockBuffer {
+        let mut buffer = BlockBuffer::new(bytes.len());
+        buffer.as_mut_slice().copy_from_slice(bytes);
+        buffer
+    }
+
+    /// Bytes in the buffer.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the buffer holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &bytemuck::cast_slice(&self.pages)[..self.len]
+    }
+
+    /// The bytes, to fill.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut bytemuck::cast_slice_mut(&mut self.pages)[..self.len]
+    }
+}
+
+impl fmt::Debug for BlockBuffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BlockBuffer({} bytes)", self.len)
+    }
+}
+
+/// What a block device is: its sectors and what it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockGeometry {
+    /// Bytes per sector (512 on every target today).
+    pub sector_size: u32,
     /// Number of sectors.
-    fn capacity(&self) -> u64;
-    /// Whether writes are refused.
-    fn read_only(&self) -> bool;
-    /// Reads `buf.len() / sector_size` sectors starting at `sector`; `buf.len()` must be a whole
-    /// number of sectors.
-    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DeviceError>;
-    /// Writes whole sectors starting at `sector`.
-    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DeviceError>;
-    /// Makes earlier writes durable.
-    fn flush(&mut self) -> Result<(), DeviceError>;
+    pub sectors: u64,
+    /// Whether writes and discards are refused.
+    pub read_only: bool,
+    /// The most bytes one read, write or discard may cover.
+    pub request_max: u64,
+    /// The most requests that may be in flight at once; `submit` answers `WouldBlock` past it.
+    pub queue_depth: u32,
+}
+
+/// What a [`BlockRequest`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockOp {
+    /// Fill the buffer from the sectors at `sector`.
+    Read,
+    /// Write the buffer to the sectors at `sector`. A `grouped` write reaches the device only at
+    /// the next flush, together with every other grouped write since the previous one: after a
+    /// crash, all of them or none are there. Reads see it at once.
+    Write {
+        /// Whether the write waits for the next flush (see above).
+        grouped: bool,
+    },
+    /// Complete after every request submitted before it, with every write submitted before it
+    /// durable.
+    Flush,
+    /// The sectors from `sector` on, `sectors` of them, are no longer needed: they read back as
+    /// zeros and the host may free their space.
+    Discard {
+        /// How many sectors.
+        sectors: u64,
+    },
+}
+
+/// One request to a block device. Reads and writes carry their buffer, a whole number of
+/// sectors; flushes and discards carry none.
+#[derive(Debug)]
+pub struct BlockRequest {
+    /// Any value; the completion carries it back.
+    pub tag: u64,
+    /// What to do.
+    pub op: BlockOp,
+    /// The first sector (ignored by a flush).
+    pub sector: u64,
+    /// The buffer of a read or write.
+    pub buffer: Option<BlockBuffer>,
+}
+
+/// A request that finished, with its buffer back.
+#[derive(Debug)]
+pub struct BlockCompletion {
+    /// The request's tag.
+    pub tag: u64,
+    /// How it ended.
+    pub result: Result<(), DeviceError>,
+    /// The buffer the request carried.
+    pub buffer: Option<BlockBuffer>,
+}
+
+/// A block device: fixed-size sectors, many requests in flight, each finishing on its own.
+///
+/// Requests are queued with [`Block::submit`] and start together when the platform next waits
+/// (`yield_until`: one exit on hvt, one `io_uring_enter` on unix), or at once after
+/// [`Block::start`]. The device's readiness bit is set while finished requests wait for
+/// [`Block::complete`].
+pub trait Block {
+    /// The device's sectors and limits.
+    fn geometry(&self) -> BlockGeometry;
+    /// The readiness bit(s) that `yield_until` sets when finished requests wait.
+    fn readiness(&self) -> ReadySet;
+    /// Queues a request. A request that can never succeed (past the end, a write on a read-only
+    /// device, a buffer that is not whole sectors) is queued too and completes with its error.
+    /// `WouldBlock`, with the request handed back, when `queue_depth` requests are in flight.
+    fn submit(&mut self, request: BlockRequest) -> Result<(), (DeviceError, BlockRequest)>;
+    /// Starts the queued requests now rather than at the platform's next wait.
+    fn start(&mut self) {}
+    /// Calls `on_done` with each finished request; returns how many it handed out.
+    fn complete(&mut self, on_done: &mut dyn FnMut(BlockCompletion)) -> usize;
 }
 
 /// A read-only key-value store: a directory on unix, data carried in the image on hvt.

@@ -5,7 +5,10 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use fata_platform::{Block, DeviceError};
+use fata_platform::{
+    Block, BlockBuffer, BlockCompletion, BlockGeometry, BlockOp, BlockRequest, DeviceError,
+    ReadySet,
+};
 
 /// Sector size of file-backed block devices.
 const SECTOR: u32 = 512;
@@ -15,6 +18,7 @@ pub struct FileBlock {
     file: File,
     sectors: u64,
     read_only: bool,
+    done: Vec<BlockCompletion>,
 }
 
 impl FileBlock {
@@ -30,6 +34,7 @@ impl FileBlock {
             file,
             sectors,
             read_only,
+            done: Vec::new(),
         })
     }
 
@@ -46,38 +51,69 @@ impl FileBlock {
     }
 }
 
-impl Block for FileBlock {
-    fn sector_size(&self) -> u32 {
-        SECTOR
-    }
-
-    fn capacity(&self) -> u64 {
-        self.sectors
-    }
-
-    fn read_only(&self) -> bool {
-        self.read_only
-    }
-
-    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DeviceError> {
-        let offset = self.offset(sector, buf.len())?;
-        self.file
-            .read_exact_at(buf, offset)
-            .map_err(|_| DeviceError::Io)
-    }
-
-    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DeviceError> {
-        if self.read_only {
-            return Err(DeviceError::ReadOnly);
+impl FileBlock {
+    /// Carries out one request at once.
+    fn serve(&mut self, request: &mut BlockRequest) -> Result<(), DeviceError> {
+        let len = request.buffer.as_ref().map_or(0, BlockBuffer::len);
+        match request.op {
+            BlockOp::Read => {
+                let offset = self.offset(request.sector, len)?;
+                let buffer = request
+                    .buffer
+                    .as_mut()
+                    .ok_or(DeviceError::InvalidArgument)?;
+                self.file
+                    .read_exact_at(buffer.as_mut_slice(), offset)
+                    .map_err(|_| DeviceError::Io)
+            }
+            BlockOp::Write { .. } => {
+                if self.read_only {
+                    return Err(DeviceError::ReadOnly);
+                }
+                let offset = self.offset(request.sector, len)?;
+                let buffer = request
+                    .buffer
+                    .as_ref()
+                    .ok_or(DeviceError::InvalidArgument)?;
+                self.file
+                    .write_all_at(buffer.as_slice(), offset)
+                    .map_err(|_| DeviceError::Io)
+            }
+            BlockOp::Flush => self.file.sync_data().map_err(|_| DeviceError::Io),
+            BlockOp::Discard { .. } => Err(DeviceError::Unsupported),
         }
-        let offset = self.offset(sector, buf.len())?;
-        self.file
-            .write_all_at(buf, offset)
-            .map_err(|_| DeviceError::Io)
+    }
+}
+
+impl Block for FileBlock {
+    fn geometry(&self) -> BlockGeometry {
+        BlockGeometry {
+            sector_size: SECTOR,
+            sectors: self.sectors,
+            read_only: self.read_only,
+            request_max: 4 << 20,
+            queue_depth: 64,
+        }
     }
 
-    fn flush(&mut self) -> Result<(), DeviceError> {
-        self.file.sync_data().map_err(|_| DeviceError::Io)
+    fn readiness(&self) -> ReadySet {
+        ReadySet::EMPTY
+    }
+
+    fn submit(&mut self, mut request: BlockRequest) -> Result<(), (DeviceError, BlockRequest)> {
+        let result = self.serve(&mut request);
+        self.done.push(BlockCompletion {
+            tag: request.tag,
+            result,
+            buffer: request.buffer,
+        });
+        Ok(())
+    }
+
+    fn complete(&mut self, on_done: &mut dyn FnMut(BlockCompletion)) -> usize {
+        let count = self.done.len();
+        self.done.drain(..).for_each(on_done);
+        count
     }
 }
 
@@ -85,27 +121,42 @@ impl Block for FileBlock {
 mod tests {
     use super::*;
 
+    fn run(
+        block: &mut FileBlock,
+        op: BlockOp,
+        sector: u64,
+        buffer: BlockBuffer,
+    ) -> BlockCompletion {
+        let request = BlockRequest {
+            tag: 7,
+            op,
+            sector,
+            buffer: Some(buffer),
+        };
+        block.submit(request).unwrap();
+        let mut done = None;
+        assert_eq!(block.complete(&mut |c| done = Some(c)), 1);
+        done.unwrap()
+    }
+
     #[test]
     fn reads_back_what_it_wrote_and_checks_bounds() {
         let file = tempfile::NamedTempFile::new().unwrap();
         file.as_file().set_len(4 * 512).unwrap();
         let mut block = FileBlock::open(file.path()).unwrap();
-        assert_eq!(block.capacity(), 4);
-        assert!(!block.read_only());
+        assert_eq!(block.geometry().sectors, 4);
+        assert!(!block.geometry().read_only);
         let data: Vec<u8> = (0..1024).map(|i| i as u8).collect();
-        block.write(2, &data).unwrap();
-        let mut back = vec![0; 1024];
-        block.read(2, &mut back).unwrap();
-        assert_eq!(back, data);
-        assert_eq!(block.read(3, &mut back), Err(DeviceError::OutOfRange));
-        assert_eq!(
-            block.read(u64::MAX, &mut back),
-            Err(DeviceError::OutOfRange)
-        );
-        assert_eq!(
-            block.read(0, &mut back[..100]),
-            Err(DeviceError::InvalidArgument)
-        );
-        block.flush().unwrap();
+        let write = BlockOp::Write { grouped: false };
+        let done = run(&mut block, write, 2, BlockBuffer::from_slice(&data));
+        assert_eq!((done.tag, done.result), (7, Ok(())));
+        let done = run(&mut block, BlockOp::Read, 2, BlockBuffer::new(1024));
+        assert_eq!(done.buffer.unwrap().as_slice(), data);
+        let done = run(&mut block, BlockOp::Read, 3, BlockBuffer::new(1024));
+        assert_eq!(done.result, Err(DeviceError::OutOfRange));
+        let done = run(&mut block, BlockOp::Read, u64::MAX, BlockBuffer::new(1024));
+        assert_eq!(done.result, Err(DeviceError::OutOfRange));
+        let done = run(&mut block, BlockOp::Read, 0, BlockBuffer::new(100));
+        assert_eq!(done.result, Err(DeviceError::InvalidArgument));
     }
 }

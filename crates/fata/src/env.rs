@@ -13,7 +13,9 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 use core::str::FromStr;
 
-use fata_platform::{Block, Device, HostSockets, Kv, Net};
+use fata_platform::{Device, HostSockets, Kv, Net};
+
+use crate::block::BlockDevice;
 
 use crate::console::{SysClock, SysConsole, SysRandom};
 use crate::error::Error;
@@ -263,9 +265,9 @@ impl Env {
     }
 
     /// Takes the block device called `name` (`--block NAME=FILE`; the default name is `storage`).
-    pub fn take_block(&mut self, name: &str) -> Result<Box<dyn Block>, Error> {
+    pub fn take_block(&mut self, name: &str) -> Result<BlockDevice, Error> {
         self.take(name, "block device", "--block", |d| match d {
-            Device::Block(n, block) if n == name => Ok(block),
+            Device::Block(n, block) if n == name => Ok(BlockDevice::new(block)),
             other => Err(other),
         })
     }

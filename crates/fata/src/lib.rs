@@ -29,6 +29,7 @@ extern crate alloc;
 #[cfg(not(fata_target = "hvt"))]
 extern crate std;
 
+pub mod block;
 mod combinators;
 mod console;
 mod env;
@@ -37,6 +38,7 @@ mod executor;
 pub mod rt;
 mod time;
 
+pub use block::{BlockBuffer, BlockDevice, BlockGeometry};
 pub use combinators::{Either, Elapsed, join, select, timeout, yield_now};
 pub use console::{SysClock, SysConsole, SysRandom, print_fmt};
 pub use core::time::Duration;
