@@ -73,7 +73,7 @@ async fn main(mut env: Env) -> Result<()> {
     let device = env.take_block("storage")?;
     let geometry = device.geometry();
     let sector = u64::from(geometry.sector_size);
-    if bs == 0 || bs % sector != 0 || bs > geometry.request_max {
+    if bs == 0 || !bs.is_multiple_of(sector) || bs > geometry.request_max {
         return Err(fata::Error::msg(alloc::format!(
             "--bs {bs}: give whole {sector}-byte sectors, at most {}",
             geometry.request_max
