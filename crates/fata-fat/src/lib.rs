@@ -19,8 +19,8 @@
 //! ```
 //!
 //! The file system code is hadris-fat's (async, no_std); this crate gives it the device's bytes
-//! through a page cache ([`disk`]), checks the boot sector before hadris-fat sees it
-//! ([`layout`]), checks directories and cluster chains before an operation follows them, and
+//! through a page cache (module `disk`), checks the boot sector before hadris-fat sees it
+//! (module `layout`), checks directories and cluster chains before an operation follows them, and
 //! makes each operation all-or-nothing:
 //!
 //! - Changes stay in memory while an operation runs. One that fails (a device error, a full
