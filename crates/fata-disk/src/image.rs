@@ -268,3 +268,12 @@ impl<D: Read + Seek> Image<D> {
             .collect()
     }
 }
+
+impl<D: Read + Seek> std::fmt::Debug for Image<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Image")
+            .field("path", &self.path)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
