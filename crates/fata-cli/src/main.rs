@@ -168,8 +168,9 @@ fn run_app(mut run: RunArgs) -> Result<ExitCode, Failure> {
     let is_image = run.path.is_file();
     if !is_image {
         let info = fata_build::crate_info(&run.path).map_err(|e| Failure::new(EXIT_BUILD, e))?;
-        if let Some(dir) = host_files::prepare(&info, &run.path, &mut run.app_args)? {
-            run.kv.push(format!("files={}", dir.display()));
+        if let Some(dir) = host_files::prepare(&info, &run.path, &mut run.app_args, &run.kv)? {
+            run.kv
+                .push(format!("{}={}", host_files::STORE, dir.display()));
         }
         if run.coalesce_us.is_none() {
             run.coalesce_us = declared_coalesce_us(&info)?;

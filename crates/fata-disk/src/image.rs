@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use hadris_fat::{FatDir, FatType, FatVolume, FatVolumeReadExt, FileEntry};
 
-use crate::{Error, FatKind};
+use crate::{Error, FatKind, oem};
 
 /// What an image is: its FAT variant, label and size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,16 +144,20 @@ impl<D: Read + Seek> Image<D> {
                 let Some(fat) = entry.as_entry() else {
                     continue;
                 };
-                let name = fat.name();
-                if fat.is_directory() && (name == "." || name == "..") {
+                let short = fat.short_name();
+                if fat.is_directory() && matches!(short.try_as_str(), Ok("." | "..")) {
                     continue;
                 }
+                let name = match fat.long_name().map(|long| long.to_string()) {
+                    Some(long) if !long.is_empty() => long,
+                    _ => oem::short_name(short.raw_bytes(), fat.nt_case()),
+                };
                 if name.is_empty() || name.contains(['/', '\0']) || name == "." || name == ".." {
                     return Err(
                         self.corrupt(format!("directory /{prefix} holds an entry named {name:?}"))
                     );
                 }
-                if !names.insert(name.to_string()) {
+                if !names.insert(name.clone()) {
                     return Err(self.corrupt(format!(
                         "directory /{prefix} holds two entries named {name:?}"
                     )));

@@ -21,6 +21,7 @@
 
 mod create;
 mod image;
+mod oem;
 mod size;
 
 use std::io;
