@@ -76,7 +76,12 @@ fuzz_target!(|data: &[u8]| {
     let mut total = 0u64;
     for entry in &entries {
         assert!(!entry.path.is_empty() && !entry.path.starts_with('/'));
-        assert!(!entry.path.split('/').any(|c| c.is_empty() || c == "." || c == ".."));
+        assert!(
+            !entry
+                .path
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
+        );
         if entry.is_dir {
             continue;
         }

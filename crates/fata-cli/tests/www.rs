@@ -580,6 +580,34 @@ fn www_on_hvt_serves_a_site_from_a_fat_image() {
     let addr = SocketAddr::from((ns.guest(), 80));
     ns.run(|| check_site_from_image(addr, &page));
     assert!(app.is_running(), "the unikernel stopped");
+
+    // A damaged image stops the monitor before the guest boots, with the key-value exit status.
+    let cut = dir.path().join("cut.img");
+    let bytes = std::fs::read(&image).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out = common::fata(&[
+        "run",
+        "--release",
+        "--target",
+        "hvt",
+        "apps/www",
+        "--kv",
+        &format!("site={}", cut.display()),
+        "--",
+        "--site",
+        "site",
+    ]);
+    let stderr = text(&out.stderr);
+    let kv_status = fata_monitor::EXIT_CODES
+        .iter()
+        .find(|(_, what)| what.contains("key-value"))
+        .map(|(code, _)| i32::from(*code));
+    assert_eq!(out.status.code(), kv_status, "{stderr}");
+    assert!(
+        stderr.contains("cannot set up key-value store site")
+            && stderr.contains("cut.img is damaged"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -593,7 +621,7 @@ fn www_on_unix_serves_a_site_from_a_fat_image() {
         .port();
     let kv = format!("site={}", image.display());
     let port_arg = port.to_string();
-    let mut command = common::fata_command(&[
+    let command = common::fata_command(&[
         "run",
         "--release",
         "--target",

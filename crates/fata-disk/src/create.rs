@@ -112,7 +112,7 @@ pub fn create(
     let label = options.label.is_some();
     let size = match options.size {
         Some(size) => {
-            if size % 512 != 0 {
+            if !size.is_multiple_of(512) {
                 return Err(Error::NotSectors(size));
             }
             if size > LARGEST_IMAGE {

@@ -68,6 +68,11 @@ impl<D: Read + Seek> Image<D> {
             path: path.to_path_buf(),
             why,
         };
+        if len < 512 {
+            return Err(not_fat(format!(
+                "it is {len} bytes, less than one boot sector"
+            )));
+        }
         let mut boot = [0u8; 512];
         data.seek(SeekFrom::Start(0))
             .and_then(|_| data.read_exact(&mut boot))

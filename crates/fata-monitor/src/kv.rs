@@ -66,7 +66,7 @@ pub enum KvError {
     TooManyFiles,
     /// The FAT image cannot be read.
     #[error(transparent)]
-    Image(#[from] fata_disk::Error),
+    Image(Box<fata_disk::Error>),
     /// A file changed size between the scan and the copy.
     #[error(
         "{} changed while it was being read; keep the directory still while the guest boots",
@@ -124,7 +124,7 @@ enum Origin {
     /// A host file.
     Host(PathBuf),
     /// A file of the store's FAT image.
-    Fat(fata_disk::Entry),
+    Fat(Box<fata_disk::Entry>),
 }
 
 /// One store: its files and where its region lies.
@@ -406,7 +406,7 @@ fn collect_image(image: &Image, path: &Path, files: &mut Vec<FileEntry>) -> Resu
         files.push(FileEntry {
             key: entry.path.clone(),
             len: entry.size,
-            origin: Origin::Fat(entry),
+            origin: Origin::Fat(Box::new(entry)),
             value_offset: 0,
         });
     }
@@ -418,6 +418,12 @@ struct GuestWriter<'a> {
     ram: &'a GuestRam,
     addr: GuestAddr,
     room: u64,
+}
+
+impl From<fata_disk::Error> for KvError {
+    fn from(error: fata_disk::Error) -> KvError {
+        KvError::Image(Box::new(error))
+    }
 }
 
 impl Write for GuestWriter<'_> {
