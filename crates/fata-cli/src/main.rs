@@ -5,17 +5,21 @@
 //! fata build [--target unix|hvt] [--release] [PATH]
 //!                                                 prints the executable's path as its last line
 //! fata run [--target unix|hvt] [--release] [PATH | IMAGE] [--mem SIZE] [--net [NAME=]TAP]
-//!          [--mac [NAME=]MAC] [--block [NAME=]FILE] [--kv [NAME=]DIR] [--stats] [-- APP ARGS...]
+//!          [--mac [NAME=]MAC] [--block [NAME=]FILE] [--kv [NAME=]DIR|IMG] [--stats]
+//!          [-- APP ARGS...]
+//! fata disk create DIR -o IMG [--size N] [--label NAME] [--force]
+//! fata disk list IMG | fata disk copy IMG PATH [DEST]   FAT images (see `disk`)
 //! ```
 //!
 //! Exit status: the app's own status for `run`; 2 for a command line `fata` does not understand
 //! or whose devices are not those the app declares (see `declared`); 3 when the app cannot be
 //! built (no crate, compiler error, unusable declarations); 4 when it cannot be started; 5 when
-//! a host file the app declares (see `host_files`) cannot be read or converted; the monitor's
-//! documented codes (`fata_monitor::Error::exit_code`) when an hvt guest cannot boot or
-//! misbehaves.
+//! a host file the app declares (see `host_files`) cannot be read or converted; 6 when `fata disk`
+//! cannot make or read an image; the monitor's documented codes (`fata_monitor::Error::exit_code`)
+//! when an hvt guest cannot boot or misbehaves.
 
 mod declared;
+mod disk;
 mod host_files;
 mod new;
 
@@ -60,6 +64,8 @@ enum Command {
     },
     /// Build (when given a crate) and run an app; a file is run as an already built image.
     Run(RunArgs),
+    /// Make FAT disk images from directories, list them and copy files out.
+    Disk(disk::DiskArgs),
 }
 
 #[derive(Args)]
@@ -80,7 +86,7 @@ struct RunArgs {
     #[arg(default_value = ".")]
     path: PathBuf,
     /// Guest memory for hvt, e.g. 32M, 512K, 1G (default 32M).
-    #[arg(long, value_parser = parse_size)]
+    #[arg(long, value_parser = fata_disk::parse_size)]
     mem: Option<u64>,
     /// A network interface backed by the tap device TAP, named NAME (default `service`).
     #[arg(long, value_name = "[NAME=]TAP")]
@@ -92,8 +98,9 @@ struct RunArgs {
     /// A block device backed by FILE, named NAME (default `storage`).
     #[arg(long, value_name = "[NAME=]FILE")]
     block: Vec<String>,
-    /// A read-only key-value store backed by the directory DIR, named NAME (default `data`).
-    #[arg(long, value_name = "[NAME=]DIR")]
+    /// A read-only key-value store named NAME (default `data`): the files below the directory
+    /// DIR, or the files of the FAT image IMG (`fata disk create` makes one).
+    #[arg(long, value_name = "[NAME=]DIR|IMG")]
     kv: Vec<String>,
     /// Print the monitor's counters (exits, time) when the guest ends (hvt).
     #[arg(long)]
@@ -113,32 +120,6 @@ fn parse_target(name: &str) -> Result<Target, String> {
     name.parse()
 }
 
-/// Parses a memory size: bytes, or a number with a K, M or G suffix (powers of 1024).
-fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((at, _)) => text.split_at(at),
-        None => (text, ""),
-    };
-    let shift = match unit.to_ascii_uppercase().trim_end_matches(['B', 'I']) {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        _ => {
-            return Err(format!(
-                "unknown size unit {unit:?}: use K, M or G, as in 32M"
-            ));
-        }
-    };
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size like 32M"))?;
-    number
-        .checked_mul(1 << shift)
-        .ok_or_else(|| format!("{text} is too large"))
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -148,6 +129,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }),
         Command::Run(run) => run_app(run),
+        Command::Disk(disk) => disk::run(disk),
     };
     result.unwrap_or_else(|failure| {
         eprintln!("fata: {}", failure.message);
@@ -189,8 +171,9 @@ fn run_app(mut run: RunArgs) -> Result<ExitCode, Failure> {
     let is_image = run.path.is_file();
     if !is_image {
         let info = fata_build::crate_info(&run.path).map_err(|e| Failure::new(EXIT_BUILD, e))?;
-        if let Some(dir) = host_files::prepare(&info, &run.path, &mut run.app_args)? {
-            run.kv.push(format!("files={}", dir.display()));
+        if let Some(dir) = host_files::prepare(&info, &run.path, &mut run.app_args, &run.kv)? {
+            run.kv
+                .push(format!("{}={}", host_files::STORE, dir.display()));
         }
     }
     check_device_names(&run)?;
@@ -364,17 +347,6 @@ fn parse_mac(text: &str) -> Option<[u8; 6]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse_with_units() {
-        assert_eq!(parse_size("32M"), Ok(32 << 20));
-        assert_eq!(parse_size("512k"), Ok(512 << 10));
-        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert!(parse_size("12Q").is_err());
-        assert!(parse_size("M").is_err());
-        assert!(parse_size("99999999999999G").is_err());
-    }
 
     #[test]
     fn the_command_line_parses() {

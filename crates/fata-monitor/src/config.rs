@@ -54,12 +54,13 @@ pub struct NetConfig {
     pub mac: Option<[u8; 6]>,
 }
 
-/// One key-value store as the command line gives it (`--kv NAME=DIR`).
+/// One key-value store as the command line gives it (`--kv NAME=DIR` or `--kv NAME=IMG`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KvConfig {
     /// The name the guest looks the store up by (`data` by default in the CLI).
     pub name: String,
-    /// The directory whose regular files become the store's keys and values.
+    /// The directory whose regular files become the store's keys and values, or a FAT image
+    /// file whose files do.
     pub dir: PathBuf,
 }
 

@@ -156,8 +156,8 @@ const EXIT_ABI: u8 = 125;
 pub const EXIT_CODES: &[(u8, &str)] = &[
     (
         EXIT_KV,
-        "a key-value store cannot be set up: unreadable file or directory, a name that is not \
-         UTF-8, too large for `--mem` (the message says what fits)",
+        "a key-value store cannot be set up: unreadable file or directory, a damaged FAT \
+         image, a name that is not UTF-8, too large for `--mem` (the message says what fits)",
     ),
     (
         EXIT_NET,

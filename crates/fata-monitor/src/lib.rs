@@ -6,8 +6,8 @@
 //! 1. validate the ELF image ([`parse_image`]: a pure function with one error per defect);
 //! 2. lay out guest memory (`layout`): the image phys == virt at 1 MiB, identity page tables with
 //!    per-segment permissions, a GDT with DPL3 segments and a TSS, the boot info and the arguments;
-//!    Each key-value store (`kv`) is a host directory read into a region of guest RAM that the
-//!    page tables map read-only;
+//!    Each key-value store (`kv`) is a host directory or FAT image read into a region of guest
+//!    RAM that the page tables map read-only;
 //! 3. create the VM (`vm`, with the
 //!    entry state in `arch`): the vCPU starts at the entry point at CPL3 with paging, long mode and
 //!    SSE already on;

@@ -3,7 +3,7 @@
 //! An app built without `--cfg fata_target="hvt"` links this crate and runs as an ordinary process:
 //! the console is stdout, clocks are `clock_gettime`, `yield_until` is one `epoll_pwait2(2)` over
 //! every device's file descriptor, a network interface is a tap device, a block device is a file, a
-//! key-value store is a directory, and the host's own TCP/IP stack is a
+//! key-value store is a directory or a FAT image file, and the host's own TCP/IP stack is a
 //! [`HostSockets`](fata_platform::HostSockets) device.
 //!
 //! Devices come from environment variables that `fata run --target unix` sets from its options, one
@@ -25,7 +25,7 @@ use fata_device_spec::{DEFAULT_BLOCK, DEFAULT_KV, DEFAULT_NET};
 use fata_platform::{Device, Platform, ReadySet};
 
 pub use block::FileBlock;
-pub use kv::DirKv;
+pub use kv::{DirKv, FatKv};
 pub use sockets::Sockets;
 pub use tap::Tap;
 
@@ -156,10 +156,19 @@ fn open_devices() -> Result<Vec<Device>, String> {
             .map_err(|e| format!("cannot open block device file {path:?}: {e}"))?;
         devices.push(Device::Block(name, Box::new(block)));
     }
-    for (name, dir) in kvs {
-        let kv = DirKv::open(dir.as_ref())
-            .map_err(|e| format!("cannot open key-value directory {dir:?}: {e}"))?;
-        devices.push(Device::Kv(name, Box::new(kv)));
+    for (name, path) in kvs {
+        let path = std::path::Path::new(&path);
+        let kv: Box<dyn fata_platform::Kv> = if path.is_file() {
+            Box::new(FatKv::open(path).map_err(|e| format!("key-value store {name}: {e}"))?)
+        } else {
+            Box::new(DirKv::open(path).map_err(|e| {
+                format!(
+                    "cannot open key-value directory {:?}: {e} (give a directory or a FAT image)",
+                    path.display().to_string()
+                )
+            })?)
+        };
+        devices.push(Device::Kv(name, kv));
     }
     Ok(devices)
 }
