@@ -580,23 +580,18 @@ fn www_on_hvt_serves_a_site_from_a_fat_image() {
     let addr = SocketAddr::from((ns.guest(), 80));
     ns.run(|| check_site_from_image(addr, &page));
     assert!(app.is_running(), "the unikernel stopped");
+    drop(app); // frees tap0
 
     // A damaged image stops the monitor before the guest boots, with the key-value exit status.
     let cut = dir.path().join("cut.img");
     let bytes = std::fs::read(&image).unwrap();
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let out = common::fata(&[
-        "run",
-        "--release",
-        "--target",
-        "hvt",
-        "apps/www",
-        "--kv",
-        &format!("site={}", cut.display()),
-        "--",
-        "--site",
-        "site",
-    ]);
+    let out = ns
+        .fata()
+        .args(["run", "--release", "--target", "hvt", "apps/www", "--net", "tap0"])
+        .args(["--kv", &format!("site={}", cut.display()), "--", "--site", "site"])
+        .output()
+        .unwrap();
     let stderr = text(&out.stderr);
     let kv_status = fata_monitor::EXIT_CODES
         .iter()
