@@ -248,13 +248,20 @@ fn run_unix(executable: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
 
 /// Boots the image under Fata's KVM monitor, in this process.
 fn run_hvt(image: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
-    if !run.block.is_empty() {
-        return Err(Failure::new(
-            2,
-            "device --block is not yet available on hvt (--target unix has it)",
-        ));
-    }
     let nets = net_configs(run)?;
+    let blocks = run
+        .block
+        .iter()
+        .map(|text| {
+            let spec = device_spec("--block", text, DEFAULT_BLOCK)?;
+            let (path, mode) = block_mode(&spec.value);
+            Ok(fata_monitor::BlockConfig {
+                name: spec.name,
+                path: PathBuf::from(path),
+                mode,
+            })
+        })
+        .collect::<Result<_, Failure>>()?;
     let kvs = run
         .kv
         .iter()
@@ -271,6 +278,7 @@ fn run_hvt(image: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
         args: run.app_args.clone(),
         stats: run.stats,
         nets,
+        blocks,
         kvs,
         net_coalesce: Duration::from_micros(run.coalesce_us.unwrap_or(0)),
     };
@@ -280,6 +288,17 @@ fn run_hvt(image: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
             let status = u8::try_from(error.exit_code()).unwrap_or(u8::MAX);
             Err(Failure::new(status, error))
         }
+    }
+}
+
+/// TEMPORARY until fata_device_spec::block_mode is merged.
+fn block_mode(value: &str) -> (&str, fata_monitor::BlockMode) {
+    if let Some(path) = value.strip_suffix(":ro") {
+        (path, fata_monitor::BlockMode::ReadOnly)
+    } else if let Some(path) = value.strip_suffix(":cow") {
+        (path, fata_monitor::BlockMode::CopyOnWrite)
+    } else {
+        (value, fata_monitor::BlockMode::ReadWrite)
     }
 }
 

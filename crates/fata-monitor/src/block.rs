@@ -96,6 +96,8 @@ pub struct BlockStats {
     pub refused: u64,
     /// Requests that reached the host and completed with an error.
     pub failed: u64,
+    /// The most requests the host had at once (the deepest queue of any one device).
+    pub most_in_flight: u64,
 }
 
 /// A request the engine has, by its index in the device's table.
@@ -266,6 +268,7 @@ impl Blocks {
             s.bytes_written += c.bytes_written;
             s.refused += c.refused;
             s.failed += c.failed;
+            s.most_in_flight = s.most_in_flight.max(c.most_in_flight);
         }
         s
     }
@@ -507,6 +510,8 @@ impl Device {
             );
         }
         if started > 0 {
+            let in_flight = (SLOTS as usize - self.free.len()) as u64;
+            self.stats.most_in_flight = self.stats.most_in_flight.max(in_flight);
             self.file
                 .start()
                 .map_err(|e| Stop::Host("starting block requests", e))?;
@@ -858,6 +863,10 @@ mod tests {
         assert_eq!((stats.requests, stats.refused), (9, 2));
         assert_eq!((stats.bytes_read, stats.bytes_written), (1024, 1024));
         assert_eq!(stats.failed, 4);
+        assert_eq!(
+            stats.most_in_flight, 6,
+            "every good request went out together"
+        );
         // The ring's own indices moved; nothing is ready once the guest consumed everything.
         assert_eq!(b.get(REQUESTS_CONSUMED), 9);
         assert_eq!(b.blocks.ready(&b.ram, u64::MAX), 0);

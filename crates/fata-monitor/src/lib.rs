@@ -295,8 +295,8 @@ fn print_stats(guest: &Guest, c: &Counts, exits: u64, timings: &Timings) {
         let b = guest.blocks.stats();
         eprintln!(
             "fata-monitor: block: {} requests ({} reads, {} writes, {} flushes, {} discards); \
-             {} bytes read, {} bytes written; {:.1} requests per exit; {} refused as malformed, \
-             {} failed on the host",
+             {} bytes read, {} bytes written; {:.1} requests per exit, at most {} in flight; {} \
+             refused as malformed, {} failed on the host",
             b.requests,
             b.reads,
             b.writes,
@@ -305,6 +305,7 @@ fn print_stats(guest: &Guest, c: &Counts, exits: u64, timings: &Timings) {
             b.bytes_read,
             b.bytes_written,
             b.requests as f64 / exits.max(1) as f64,
+            b.most_in_flight,
             b.refused,
             b.failed,
         );
