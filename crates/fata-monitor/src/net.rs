@@ -8,7 +8,9 @@
 //! - at every `Yield` ([`Nets::wait`]) it writes the published transmit frames to the taps and
 //!   reads what the taps hold into free receive slots; if a device of interest then has a frame it
 //!   resumes the guest at once, otherwise it sleeps in `ppoll` on those devices' taps until a frame
-//!   arrives or the deadline passes, and moves frames again;
+//!   arrives or the deadline passes, and moves frames again. The block devices join the same
+//!   loop through `poll::Service`: they are served before each readiness check, and their
+//!   completion descriptors are watched beside the taps;
 //! - a guest whose transmit ring is full stores to the device's doorbell, which exits here
 //!   ([`Nets::flush`]): the frames go out and the guest resumes.
 //! - with a coalescing interval (`fata run --coalesce-us`), a `Yield` that finds frames already
