@@ -5,7 +5,8 @@
 //! fata build [--target unix|hvt] [--release] [PATH]
 //!                                                 prints the executable's path as its last line
 //! fata run [--target unix|hvt] [--release] [PATH | IMAGE] [--mem SIZE] [--net [NAME=]TAP]
-//!          [--mac [NAME=]MAC] [--block [NAME=]FILE] [--kv [NAME=]DIR] [--stats] [-- APP ARGS...]
+//!          [--mac [NAME=]MAC] [--block [NAME=]FILE[:ro|:cow]] [--kv [NAME=]DIR] [--stats]
+//!          [-- APP ARGS...]
 //! ```
 //!
 //! Exit status: the app's own status for `run`; 2 for a command line `fata` does not understand;
@@ -87,8 +88,9 @@ struct RunArgs {
     /// a random locally administered one otherwise.
     #[arg(long, value_name = "[NAME=]MAC")]
     mac: Vec<String>,
-    /// A block device backed by FILE, named NAME (default `storage`).
-    #[arg(long, value_name = "[NAME=]FILE")]
+    /// A block device backed by FILE, named NAME (default `storage`); FILE:ro refuses writes,
+    /// FILE:cow keeps them in memory and leaves the file as it was.
+    #[arg(long, value_name = "[NAME=]FILE[:ro|:cow]")]
     block: Vec<String>,
     /// A read-only key-value store backed by the directory DIR, named NAME (default `data`).
     #[arg(long, value_name = "[NAME=]DIR")]

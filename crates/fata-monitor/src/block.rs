@@ -5,13 +5,15 @@
 //! `Yield` (through [`Service`], before the wait decides to sleep) or a store to the device's
 //! doorbell ([`Blocks::doorbell`]), the monitor:
 //!
-//! 1. hands out what the engine finished, into a queue of completions;
-//! 2. takes every published request: copies the slot out through the checked accessor, checks it
+//! 1. takes every published request: copies the slot out through the checked accessor, checks it
 //!    ([`check`]: operation, flags, length, and a buffer inside memory the guest may write) and
 //!    hands it to the engine with the buffer's host address, or queues a
-//!    [`BlockStatus::BadRequest`] completion for it; then starts them all with one call;
-//! 3. publishes queued completions, as many as the completion ring has room for (the rest wait
-//!    for the next exit), each as it arrives: in whatever order the host finishes them.
+//!    [`BlockStatus::BadRequest`] completion for it;
+//! 2. starts everything queued with one call (which also clears the engine's completion signal,
+//!    so the wait that may follow sleeps until something new finishes);
+//! 3. collects what the engine finished and publishes it, as many completions as the completion
+//!    ring has room for (the rest wait for the next exit), in whatever order the host finished
+//!    them.
 //!
 //! A device in the `Yield`'s interest is ready while its completion ring holds completions the
 //! guest has not consumed; when none is, the wait sleeps on the engines' completion descriptors
@@ -26,7 +28,7 @@
 
 use crate::config::BlockConfig;
 use crate::memory::GuestRam;
-use crate::poll::{Service, wait_readable};
+use crate::poll::Service;
 use crate::violation::{AbiViolation, RingDefect, Stop};
 use fata_blockfile::{BlockFile, Mode, Op, OpenError, Request, Status};
 use fata_hvt_abi::{
@@ -42,7 +44,6 @@ use std::mem::offset_of;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 use thiserror::Error;
 use vm_memory::bitmap::BitmapSlice;
 use vm_memory::{Bytes, VolatileSlice};
@@ -57,14 +58,10 @@ const COMPLETIONS_PRODUCED: u64 =
 const COMPLETIONS_CONSUMED: u64 =
     BLOCK_HEADER + offset_of!(BlockRingHeader, completions_consumed) as u64;
 
-/// A block device that cannot be set up: its file cannot be opened.
+/// A block device that cannot be set up: its file cannot be opened (the engine's error says what
+/// to do).
 #[derive(Debug, Error)]
-#[error(
-    "cannot set up block device {name} from {}: {source}\nhint: the file must exist and be \
-     readable, and writable unless it is given as FILE:ro or FILE:cow; `truncate -s 64M FILE` \
-     makes an empty one",
-    path.display()
-)]
+#[error("cannot set up block device {name}: {source}")]
 pub struct BlockSetupError {
     /// The device's name.
     pub name: String,
@@ -332,20 +329,6 @@ impl Service for Blocks {
     }
 }
 
-impl Drop for Blocks {
-    /// Waits for every request the host still works on: their buffers are guest RAM, which is
-    /// unmapped after the devices are dropped.
-    fn drop(&mut self) {
-        for device in &mut self.devices {
-            while device.file.in_flight() > 0 {
-                let _ = device.file.start();
-                let _ = wait_readable(&[device.file.completion_fd()], Some(Duration::from_secs(1)));
-                device.file.complete(&mut |_, _| {});
-            }
-        }
-    }
-}
-
 /// What a checked request asks the engine for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Checked {
@@ -452,13 +435,12 @@ impl Device {
         });
     }
 
-    /// One pass over the device: hands out what the engine finished, takes and starts every
-    /// published request, publishes what the completion ring has room for.
+    /// One pass over the device: takes every published request, starts what is queued, and
+    /// publishes what the engine finished, as much as the completion ring has room for.
     fn serve(&mut self, ram: &GuestRam, writable: &[(u64, u64)]) -> Result<(), Stop> {
         let ring = ram
             .slice(GuestAddr(self.ring_addr), block_ring_len(SLOTS))
             .map_err(|e| Stop::Host("mapping a block ring", io::Error::other(e)))?;
-        self.reap();
         let consumed = load(&ring, COMPLETIONS_CONSUMED, Ordering::Acquire);
         let seen = self.completions_seen;
         if consumed.wrapping_sub(seen) > self.completions_produced.wrapping_sub(seen) {
@@ -512,11 +494,13 @@ impl Device {
         if started > 0 {
             let in_flight = (SLOTS as usize - self.free.len()) as u64;
             self.stats.most_in_flight = self.stats.most_in_flight.max(in_flight);
-            self.file
-                .start()
-                .map_err(|e| Stop::Host("starting block requests", e))?;
-            self.reap();
         }
+        // Before every wait, as the engine asks: a completion that arrives after this call
+        // signals its descriptor again. Collecting after it misses none.
+        self.file
+            .start()
+            .map_err(|e| Stop::Host("starting block requests", e))?;
+        self.reap();
         self.publish(&ring, consumed);
         Ok(())
     }
@@ -606,7 +590,9 @@ impl Device {
 mod tests {
     use super::*;
     use crate::layout::BOOT_INFO_ADDR;
+    use crate::poll::wait_readable;
     use std::io::Write;
+    use std::time::Duration;
 
     const MEM: u64 = 4 << 20;
     /// Where the test's image ends and its heap begins, and the heap's end.
@@ -1007,9 +993,7 @@ mod tests {
         let error = crate::Error::from(error);
         assert_eq!(error.exit_code(), 115);
         let text = error.to_string();
-        assert!(
-            text.contains("/nonexistent/disk.img") && text.contains("hint"),
-            "{text}"
-        );
+        assert!(text.contains("block device storage"), "{text}");
+        assert!(text.contains("/nonexistent/disk.img"), "{text}");
     }
 }

@@ -162,8 +162,8 @@ const EXIT_ABI: u8 = 125;
 pub const EXIT_CODES: &[(u8, &str)] = &[
     (
         EXIT_BLOCK,
-        "a block device cannot be opened: missing file, no permission, or a file the host refuses (the \
-         message says which)",
+        "a block device cannot be opened: missing or unreadable file, not a file or block device, in \
+         use by another program, no io_uring (the message says what to do)",
     ),
     (
         EXIT_KV,
