@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use fata_build::Target;
-use fata_device_spec::{DEFAULT_BLOCK, DEFAULT_KV, DEFAULT_NET, Spec};
+use fata_device_spec::{BlockMode, DEFAULT_BLOCK, DEFAULT_KV, DEFAULT_NET, Spec};
 
 /// Exit status when the app cannot be built.
 const EXIT_BUILD: u8 = 3;
@@ -88,8 +88,9 @@ struct RunArgs {
     /// a random locally administered one otherwise.
     #[arg(long, value_name = "[NAME=]MAC")]
     mac: Vec<String>,
-    /// A block device backed by FILE, named NAME (default `storage`); FILE:ro refuses writes,
-    /// FILE:cow keeps them in memory and leaves the file as it was.
+    /// A block device backed by FILE (a disk image or a block device such as /dev/loop0), named
+    /// NAME (default `storage`); FILE:ro refuses writes, FILE:cow keeps them in memory and never
+    /// changes FILE.
     #[arg(long, value_name = "[NAME=]FILE[:ro|:cow]")]
     block: Vec<String>,
     /// A read-only key-value store backed by the directory DIR, named NAME (default `data`).
@@ -256,11 +257,16 @@ fn run_hvt(image: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
         .iter()
         .map(|text| {
             let spec = device_spec("--block", text, DEFAULT_BLOCK)?;
-            let (path, mode) = block_mode(&spec.value);
+            let (path, mode) = fata_device_spec::block_mode(&spec.value)
+                .map_err(|e| Failure::new(2, format!("--block {text}: {e}")))?;
             Ok(fata_monitor::BlockConfig {
                 name: spec.name,
                 path: PathBuf::from(path),
-                mode,
+                mode: match mode {
+                    BlockMode::ReadWrite => fata_monitor::BlockMode::ReadWrite,
+                    BlockMode::ReadOnly => fata_monitor::BlockMode::ReadOnly,
+                    BlockMode::CopyOnWrite => fata_monitor::BlockMode::CopyOnWrite,
+                },
             })
         })
         .collect::<Result<_, Failure>>()?;
@@ -290,17 +296,6 @@ fn run_hvt(image: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
             let status = u8::try_from(error.exit_code()).unwrap_or(u8::MAX);
             Err(Failure::new(status, error))
         }
-    }
-}
-
-/// TEMPORARY until fata_device_spec::block_mode is merged.
-fn block_mode(value: &str) -> (&str, fata_monitor::BlockMode) {
-    if let Some(path) = value.strip_suffix(":ro") {
-        (path, fata_monitor::BlockMode::ReadOnly)
-    } else if let Some(path) = value.strip_suffix(":cow") {
-        (path, fata_monitor::BlockMode::CopyOnWrite)
-    } else {
-        (value, fata_monitor::BlockMode::ReadWrite)
     }
 }
 

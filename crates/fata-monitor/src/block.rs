@@ -95,6 +95,14 @@ pub struct BlockStats {
     pub failed: u64,
     /// The most requests the host had at once (the deepest queue of any one device).
     pub most_in_flight: u64,
+    /// Reads and writes the engine served with direct I/O.
+    pub direct: u64,
+    /// `io_uring_enter` calls.
+    pub enters: u64,
+    /// Flushes that applied grouped writes through the journal.
+    pub journal_commits: u64,
+    /// Sectors a journal left by a crash gave back when the files were opened.
+    pub recovered_sectors: u64,
 }
 
 /// A request the engine has, by its index in the device's table.
@@ -266,6 +274,11 @@ impl Blocks {
             s.refused += c.refused;
             s.failed += c.failed;
             s.most_in_flight = s.most_in_flight.max(c.most_in_flight);
+            let e = d.file.stats();
+            s.direct += e.direct;
+            s.enters += e.enters;
+            s.journal_commits += e.journal_commits;
+            s.recovered_sectors += e.recovered_sectors;
         }
         s
     }

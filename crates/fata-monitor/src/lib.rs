@@ -296,7 +296,8 @@ fn print_stats(guest: &Guest, c: &Counts, exits: u64, timings: &Timings) {
         eprintln!(
             "fata-monitor: block: {} requests ({} reads, {} writes, {} flushes, {} discards); \
              {} bytes read, {} bytes written; {:.1} requests per exit, at most {} in flight; {} \
-             refused as malformed, {} failed on the host",
+             refused as malformed, {} failed on the host; {} io_uring_enter calls, {} direct; {} \
+             journal commits, {} sectors recovered at open",
             b.requests,
             b.reads,
             b.writes,
@@ -308,6 +309,10 @@ fn print_stats(guest: &Guest, c: &Counts, exits: u64, timings: &Timings) {
             b.most_in_flight,
             b.refused,
             b.failed,
+            b.enters,
+            b.direct,
+            b.journal_commits,
+            b.recovered_sectors,
         );
     }
 }
