@@ -48,7 +48,7 @@ mod signal;
 mod violation;
 mod vm;
 
-pub use block::{BlockSetupError, BlockStats, SLOTS as BLOCK_SLOTS};
+pub use block::{BlockSetupError, SLOTS as BLOCK_SLOTS};
 pub use config::{BlockConfig, Config, DEFAULT_MEM_BYTES, DeviceError, KvConfig, NetConfig};
 pub use elf::{Image, ImageError, MAX_SEGMENTS, Segment, parse_image};
 pub use error::{EXIT_CODES, Error, FaultKind};
