@@ -5,7 +5,8 @@
 //! fata build [--target unix|hvt] [--release] [PATH]
 //!                                                 prints the executable's path as its last line
 //! fata run [--target unix|hvt] [--release] [PATH | IMAGE] [--mem SIZE] [--net [NAME=]TAP]
-//!          [--mac [NAME=]MAC] [--block [NAME=]FILE] [--kv [NAME=]DIR] [--stats] [-- APP ARGS...]
+//!          [--mac [NAME=]MAC] [--block [NAME=]FILE[:ro|:cow]] [--kv [NAME=]DIR] [--stats]
+//!          [-- APP ARGS...]
 //! ```
 //!
 //! Exit status: the app's own status for `run`; 2 for a command line `fata` does not understand;
@@ -87,8 +88,10 @@ struct RunArgs {
     /// a random locally administered one otherwise.
     #[arg(long, value_name = "[NAME=]MAC")]
     mac: Vec<String>,
-    /// A block device backed by FILE, named NAME (default `storage`).
-    #[arg(long, value_name = "[NAME=]FILE")]
+    /// A block device backed by FILE (a disk image or a block device such as /dev/loop0), named
+    /// NAME (default `storage`); FILE:ro refuses writes, FILE:cow keeps them in memory and never
+    /// changes FILE.
+    #[arg(long, value_name = "[NAME=]FILE[:ro|:cow]")]
     block: Vec<String>,
     /// A read-only key-value store backed by the directory DIR, named NAME (default `data`).
     #[arg(long, value_name = "[NAME=]DIR")]
@@ -338,7 +341,12 @@ fn check_device_names(run: &RunArgs) -> Result<(), Failure> {
         ("--kv", &run.kv, DEFAULT_KV),
     ] {
         for text in specs {
-            names.push(device_spec(option, text, default_name)?.name);
+            let spec = device_spec(option, text, default_name)?;
+            if option == "--block" {
+                fata_device_spec::block_mode(&spec.value)
+                    .map_err(|e| Failure::new(2, format!("{option} {text}: {e}")))?;
+            }
+            names.push(spec.name);
         }
     }
     fata_device_spec::check_unique(names.iter().map(String::as_str)).map_err(|e| Failure::new(2, e))
