@@ -354,7 +354,12 @@ fn check_device_names(run: &RunArgs) -> Result<(), Failure> {
         ("--kv", &run.kv, DEFAULT_KV),
     ] {
         for text in specs {
-            names.push(device_spec(option, text, default_name)?.name);
+            let spec = device_spec(option, text, default_name)?;
+            if option == "--block" {
+                fata_device_spec::block_mode(&spec.value)
+                    .map_err(|e| Failure::new(2, format!("{option} {text}: {e}")))?;
+            }
+            names.push(spec.name);
         }
     }
     fata_device_spec::check_unique(names.iter().map(String::as_str)).map_err(|e| Failure::new(2, e))
