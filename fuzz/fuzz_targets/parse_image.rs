@@ -1,5 +1,5 @@
 //! The monitor's ELF validation must never panic, whatever the image bytes, and must only accept
-//! images whose segments obey the hvt rules.
+//! images whose segments obey the hvt rules; nor may its reader of the manifest note.
 #![no_main]
 
 use fata_monitor::parse_image;
@@ -8,6 +8,7 @@ use libfuzzer_sys::fuzz_target;
 const LIMIT: u64 = 31 << 20;
 
 fuzz_target!(|data: &[u8]| {
+    let _ = fata_monitor::read_manifest(data);
     if let Ok(image) = parse_image(data, LIMIT) {
         for s in &image.segments {
             assert!(!(s.writable && s.executable));

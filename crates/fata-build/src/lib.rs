@@ -8,8 +8,16 @@
 //!   and guest builds get their own target directory so host and guest artifacts do not evict
 //!   each other.
 //!
+//! On both targets the app's declarations (`[package.metadata.fata]`: its devices and settings,
+//! read by the `declarations` module) go into the executable as its manifest note, which `fata run` checks the
+//! command line against before it starts the app: the build hands the note's bytes to the compile
+//! in `FATA_MANIFEST_NOTE`, and `#[fata::main]` places them in `.note.fata` (fata-macros says why
+//! that way).
+//!
 //! Cargo's own progress and diagnostics stream to stderr as it builds; on failure the error
 //! carries the compiler's first error so the caller can say what went wrong.
+
+mod declarations;
 
 use std::fmt;
 use std::io::{BufRead, BufReader};
@@ -23,6 +31,10 @@ pub const LINK_SCRIPT: &str = include_str!("../../fata-hvt/link.ld");
 /// The Rust target both Fata targets compile for; guest builds pass it as `--target`, so
 /// [`guest_rustflags`] reach only the guest's own code.
 pub const RUST_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// The variable that hands the compile the app's manifest note, as hex (`#[fata::main]` reads it
+/// with `option_env!`).
+pub const MANIFEST_VARIABLE: &str = "FATA_MANIFEST_NOTE";
 
 /// Where a Fata app runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +91,14 @@ pub enum Error {
     /// Cargo's metadata could not be read.
     #[error("cannot read the crate's metadata: {0}")]
     Metadata(String),
+    /// The app's declarations (`[package.metadata.fata]`) are not usable.
+    #[error("{name}'s Cargo.toml: {what}")]
+    Declarations {
+        /// The package's name.
+        name: String,
+        /// What is wrong, and what to write instead.
+        what: String,
+    },
     /// The compiler reported an error.
     #[error("the build failed; the compiler's first error:\n{0}")]
     Compile(String),
@@ -131,21 +151,31 @@ pub fn build(request: &Request) -> Result<PathBuf, Error> {
         .canonicalize()
         .map_err(|_| Error::NoCrate(request.crate_dir.clone()))?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let info = crate_info_of(&cargo, &manifest)?;
+    let declared =
+        declarations::manifest(&info.fata_metadata).map_err(|what| Error::Declarations {
+            name: info.name.clone(),
+            what,
+        })?;
+    let note: String = declared
+        .to_note()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
     let mut command = Command::new(&cargo);
     command
         .arg("build")
         .arg("--manifest-path")
         .arg(&manifest)
         .arg("--message-format=json")
+        .env(MANIFEST_VARIABLE, note)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     if request.release {
         command.arg("--release");
     }
     if request.target == Target::Hvt {
-        let guest_dir = crate_info_of(&cargo, &manifest)?
-            .target_dir
-            .join("fata-hvt");
+        let guest_dir = info.target_dir.join("fata-hvt");
         let script = guest_dir.join(link_script_name());
         std::fs::create_dir_all(&guest_dir)
             .and_then(|()| write_if_changed(&script, LINK_SCRIPT))

@@ -9,12 +9,14 @@
 //!          [-- APP ARGS...]
 //! ```
 //!
-//! Exit status: the app's own status for `run`; 2 for a command line `fata` does not understand;
-//! 3 when the app cannot be built (no crate, compiler error); 4 when it cannot be started; 5 when
+//! Exit status: the app's own status for `run`; 2 for a command line `fata` does not understand
+//! or whose devices are not those the app declares (see `declared`); 3 when the app cannot be
+//! built (no crate, compiler error, unusable declarations); 4 when it cannot be started; 5 when
 //! a host file the app declares (see `host_files`) cannot be read or converted; the monitor's
 //! documented codes (`fata_monitor::Error::exit_code`) when an hvt guest cannot boot or
 //! misbehaves.
 
+mod declared;
 mod host_files;
 mod new;
 
@@ -101,7 +103,8 @@ struct RunArgs {
     stats: bool,
     /// While packets keep arriving faster than the app wakes for them, wake it at most once per
     /// this many microseconds, so each wake-up serves a batch (default: the app's
-    /// `[package.metadata.fata] coalesce-us`, else 0: wake at once for every packet).
+    /// `[package.metadata.fata] coalesce-us`, carried in its image, else 0: wake at once for every
+    /// packet).
     #[arg(long, value_name = "MICROSECONDS")]
     coalesce_us: Option<u64>,
     /// The app's own arguments, after `--`.
@@ -192,9 +195,6 @@ fn run_app(mut run: RunArgs) -> Result<ExitCode, Failure> {
         if let Some(dir) = host_files::prepare(&info, &run.path, &mut run.app_args)? {
             run.kv.push(format!("files={}", dir.display()));
         }
-        if run.coalesce_us.is_none() {
-            run.coalesce_us = declared_coalesce_us(&info)?;
-        }
     }
     check_device_names(&run)?;
     let target = run
@@ -206,6 +206,9 @@ fn run_app(mut run: RunArgs) -> Result<ExitCode, Failure> {
     } else {
         build_app(&run.path, &run.build)?
     };
+    if let Some(manifest) = declared::check(&image, target, &run)? {
+        run.coalesce_us = run.coalesce_us.or(Some(manifest.coalesce_us()));
+    }
     match target {
         Target::Unix => run_unix(&image, &run),
         Target::Hvt => run_hvt(&image, &run),
@@ -363,25 +366,6 @@ fn check_device_names(run: &RunArgs) -> Result<(), Failure> {
         }
     }
     fata_device_spec::check_unique(names.iter().map(String::as_str)).map_err(|e| Failure::new(2, e))
-}
-
-/// The app's own coalescing interval, `[package.metadata.fata] coalesce-us = N`: an app that
-/// serves many independent clients (a DNS server) trades a little latency under load for fewer
-/// wake-ups; `--coalesce-us` overrides it.
-fn declared_coalesce_us(info: &fata_build::CrateInfo) -> Result<Option<u64>, Failure> {
-    let declared = &info.fata_metadata["coalesce-us"];
-    if declared.is_null() {
-        return Ok(None);
-    }
-    declared.as_u64().map(Some).ok_or_else(|| {
-        Failure::new(
-            EXIT_BUILD,
-            format!(
-                "{}: [package.metadata.fata] coalesce-us = {declared}: give a number of microseconds",
-                info.name
-            ),
-        )
-    })
 }
 
 /// Parses six hex bytes separated by `:` or `-`.

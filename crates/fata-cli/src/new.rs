@@ -68,6 +68,11 @@ test = false
 [dependencies]
 fata = {{ path = "{fata}" }}
 
+# The devices the app takes, by kind and name: `fata run` refuses to start it without them or
+# with others. It takes none yet; a network service declares net = ["service"] (what
+# `fata_net::Stack::from_env` takes), storage block = ["storage"] or kv = ["data"].
+[package.metadata.fata.devices]
+
 # A crate of its own, even when created inside another workspace.
 [workspace]
 "#,

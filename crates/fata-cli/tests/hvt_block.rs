@@ -143,7 +143,7 @@ fn a_read_only_device_refuses_writes_and_a_copy_on_write_one_keeps_the_file() {
 }
 
 #[test]
-fn a_block_file_that_cannot_be_opened_is_a_documented_error() {
+fn a_block_file_that_cannot_be_opened_or_named_is_a_documented_error() {
     // The monitor opens its devices before it asks for KVM.
     let out = blockcheck("/nonexistent/fata-disk.img", &[]);
     assert_eq!(
@@ -158,4 +158,8 @@ fn a_block_file_that_cannot_be_opened_is_a_documented_error() {
         "{stderr}"
     );
     assert!(stderr.contains("does it exist"), "{stderr}");
+    // A mode without a file is refused with the command line, before anything is opened.
+    let out = blockcheck("storage=:ro", &[]);
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("names no file"));
 }

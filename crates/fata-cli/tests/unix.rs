@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{fata, text};
+use common::{fata, refused, text};
 
 #[test]
 fn hello_runs_as_a_process_and_prints_its_lines_on_time() {
@@ -104,13 +104,6 @@ fn a_new_app_builds_and_runs_and_a_broken_one_shows_the_compiler_error() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("the compiler's first error"), "{stderr}");
     assert!(stderr.contains("undefined_thing"), "{stderr}");
-}
-
-/// Asserts that `out` exited with `code` and said `needle` on stderr.
-fn refused(out: &std::process::Output, code: i32, needle: &str) {
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "{stderr}");
-    assert!(stderr.contains(needle), "{stderr}");
 }
 
 #[test]

@@ -7,7 +7,13 @@
 //! names are usable, [`block_mode`] splits a block device's file from its mode.
 //! A name is 1 to [`NAME_MAX`] bytes without NUL or `=`, because the hvt boot info carries it
 //! NUL-padded in 16 bytes; every target keeps the same limit so an app runs anywhere it ran once.
+//!
+//! The [`manifest`] module holds the other side of the rule: the devices an app declares (in its
+//! `Cargo.toml`, carried in its image as a note) and the check that a command line gives exactly
+//! those.
 #![forbid(unsafe_code)]
+
+pub mod manifest;
 
 use thiserror::Error;
 

@@ -6,6 +6,8 @@
 //! # The contract in short
 //! - **Image.** A static x86-64 ELF executable linked at [`LOAD_ADDR`], with a `PT_NOTE` carrying an
 //!   [`AbiNote`] that names the [`ABI_VERSION`] it was built for. The monitor refuses any other version.
+//!   The same segment carries the image's manifest ([`NOTE_TYPE_MANIFEST`]): the devices its app
+//!   takes and its settings, which `fata run` checks against the command line before boot.
 //! - **Entry.** The guest starts at its ELF entry point in 64-bit mode at CPL3 with paging on
 //!   (identity map), SSE enabled, `RSP` at the top of RAM and `RDI` holding the guest-physical address
 //!   of a read-only [`BootInfo`].
@@ -39,7 +41,7 @@
 //! | [`net`] | network rings, slots and doorbells |
 //! | [`block`] | block request and completion rings |
 //! | [`kv`] | the layout of read-only key-value regions |
-//! | [`note`] | the ELF note that names an image's ABI version |
+//! | [`note`] | the ELF notes that name an image's ABI version and declare its devices |
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -127,6 +129,17 @@ mod tests {
         assert_eq!(size_of::<BootInfo>(), 112 + 8 * 72 + 64);
         assert_eq!(size_of::<AbiNote>(), 24);
         assert_eq!(offset_of!(AbiNote, version), 20);
+        assert_eq!(size_of::<ManifestHeader>(), 16);
+        assert_eq!(offset_of!(ManifestHeader, device_count), 4);
+        assert_eq!(offset_of!(ManifestHeader, coalesce_us), 8);
+        assert_eq!(size_of::<ManifestDevice>(), 24);
+        assert_eq!(offset_of!(ManifestDevice, reserved), 4);
+        assert_eq!(offset_of!(ManifestDevice, name), 8);
+        assert_eq!(manifest_len(2), 64);
+        assert_eq!(
+            (NOTE_TYPE_ABI, NOTE_TYPE_MANIFEST, MANIFEST_VERSION),
+            (1, 2, 1)
+        );
         assert_eq!(size_of::<NetRingHeader>(), 192);
         assert_eq!(offset_of!(NetRingHeader, produced), 0);
         assert_eq!(offset_of!(NetRingHeader, consumed), 64);

@@ -6,6 +6,17 @@
 //! attribute declares; `start` checks the arguments against them, builds the environment, runs the
 //! executor and turns the result into the exit status.
 //!
+//! It also places the app's manifest note in `.note.fata`: the devices the app declares and its
+//! settings, which `fata build` reads from the app's `[package.metadata.fata]` and hands to the
+//! compile as the hex of the note's bytes in the variable `FATA_MANIFEST_NOTE`. Why that way: the
+//! note must end up inside a `PT_NOTE` segment, which the link lays out (link.ld keeps
+//! `.note.fata` in one on hvt; on unix the linker gives every note section one), whereas adding
+//! it after the link would mean rewriting program headers of a laid-out file; the variable is read
+//! with `option_env!` in the app's own crate, so rustc records it in that crate's dependency info
+//! and cargo rebuilds the app, and only the app, when its declarations change. A build without the
+//! variable (plain `cargo build`) gets an empty section and an image without a manifest, which
+//! `fata run` still runs after saying so.
+//!
 //! Written on `proc_macro` alone: the attribute only needs the function's name, and leaving syn out
 //! keeps every app's first build short.
 
@@ -41,7 +52,13 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
          extern \"C\" fn __fata_entry() -> i32 {{
              const __FATA_OPTIONS: &[&[::fata::Opt]] = &{options};
              ::fata::rt::start(::core::env!(\"CARGO_PKG_NAME\"), __FATA_OPTIONS, {name})
-         }}"
+         }}
+         #[doc(hidden)]
+         #[used]
+         #[unsafe(link_section = \".note.fata\")]
+         static __FATA_MANIFEST: ::fata::rt::Note<
+             {{ ::fata::rt::note_len(::core::option_env!(\"FATA_MANIFEST_NOTE\")) }},
+         > = ::fata::rt::note(::core::option_env!(\"FATA_MANIFEST_NOTE\"));"
     )
     .parse()
     .expect("the entry shim is valid Rust");

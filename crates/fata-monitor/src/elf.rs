@@ -3,8 +3,15 @@
 //! [`parse_image`] is a pure function of the file's bytes and the guest's RAM size. It never panics
 //! and never allocates more than the segment list, whatever the input; the fuzz target
 //! `fuzz/fuzz_targets/parse_image.rs` holds it to that.
+//!
+//! [`read_manifest`] reads the devices and settings an image declares (its manifest note) from
+//! any 64-bit little-endian ELF file, an hvt image or a unix executable, so that `fata run` can
+//! check a command line against them before it starts either; the same fuzz target covers it.
 
-use fata_hvt_abi::{ABI_VERSION, LOAD_ADDR, NOTE_NAME, NOTE_TYPE_ABI, PAGE_SIZE};
+use fata_device_spec::manifest::{Manifest, ManifestError};
+use fata_hvt_abi::{
+    ABI_VERSION, LOAD_ADDR, NOTE_NAME, NOTE_TYPE_ABI, NOTE_TYPE_MANIFEST, PAGE_SIZE,
+};
 use object::Endianness;
 use object::elf::{self, FileHeader64, ProgramHeader64};
 use object::read::elf::{FileHeader, ProgramHeader};
@@ -91,6 +98,12 @@ pub enum ImageError {
         "no Fata ABI note: this is not an hvt unikernel (build it with `fata build --target hvt`)"
     )]
     NoAbiNote,
+    /// The manifest note (the devices the app declares) cannot be read.
+    #[error("its manifest note (the devices the app declares) is not valid: {0}")]
+    BadManifest(ManifestError),
+    /// More than one manifest note.
+    #[error("it has more than one manifest note: build it with `fata build`")]
+    RepeatedManifest,
     /// The image was built for another ABI version.
     #[error(
         "built for hvt ABI version {0}, this monitor speaks version {ABI_VERSION}; rebuild the image \
@@ -278,4 +291,42 @@ fn abi_note(ph: &ProgramHeader64<Endianness>, data: &[u8]) -> Result<Option<u32>
         }
     }
     Ok(None)
+}
+
+/// Reads the manifest note (`fata_hvt_abi::NOTE_TYPE_MANIFEST`) in the `PT_NOTE` segments of a
+/// 64-bit little-endian ELF file, checked: `None` when the file has none (built before manifests
+/// existed, or by plain cargo). Applies none of the hvt image rules, so it reads unix executables
+/// too; never panics, whatever the bytes.
+pub fn read_manifest(data: &[u8]) -> Result<Option<Manifest>, ImageError> {
+    let header =
+        FileHeader64::<Endianness>::parse(data).map_err(|e| ImageError::NotElf(e.to_string()))?;
+    if header.e_ident().data != elf::ELFDATA2LSB {
+        return Err(ImageError::NotElf("big-endian".into()));
+    }
+    let e = Endianness::Little;
+    let headers = header
+        .program_headers(e, data)
+        .map_err(|_| ImageError::Truncated("the program header table"))?;
+    let mut manifest = None;
+    for ph in headers.iter().filter(|ph| ph.p_type(e) == elf::PT_NOTE) {
+        let mut notes = match ph.notes(e, data) {
+            Ok(Some(notes)) => notes,
+            Ok(None) => continue,
+            Err(_) => return Err(ImageError::Truncated("a note segment")),
+        };
+        while let Some(note) = notes
+            .next()
+            .map_err(|_| ImageError::Truncated("a note segment"))?
+        {
+            if note.name() == &NOTE_NAME[..NOTE_NAME.len() - 1]
+                && note.n_type(e).0 == NOTE_TYPE_MANIFEST
+            {
+                if manifest.is_some() {
+                    return Err(ImageError::RepeatedManifest);
+                }
+                manifest = Some(Manifest::parse(note.desc()).map_err(ImageError::BadManifest)?);
+            }
+        }
+    }
+    Ok(manifest)
 }

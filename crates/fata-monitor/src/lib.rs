@@ -27,9 +27,9 @@
 //! [`EXIT_CODES`] through [`Error::exit_code`]; docs/hvt.md carries the same table.
 //!
 //! # API
-//! Everything but [`run`], [`run_with_console`], their [`Config`] and errors, and the ELF
-//! validator (for the fuzz target and tests) is private to the crate: VM setup is only sound in
-//! the order `run` does it.
+//! Everything but [`run`], [`run_with_console`], their [`Config`] and errors, the ELF
+//! validator (for the fuzz target and tests) and the manifest reader (for `fata run`) is private
+//! to the crate: VM setup is only sound in the order `run` does it.
 
 mod arch;
 mod block;
@@ -50,7 +50,7 @@ mod vm;
 
 pub use block::{BlockSetupError, SLOTS as BLOCK_SLOTS};
 pub use config::{BlockConfig, Config, DEFAULT_MEM_BYTES, DeviceError, KvConfig, NetConfig};
-pub use elf::{Image, ImageError, MAX_SEGMENTS, Segment, parse_image};
+pub use elf::{Image, ImageError, MAX_SEGMENTS, Segment, parse_image, read_manifest};
 pub use error::{EXIT_CODES, Error, FaultKind};
 pub use fata_blockfile::Mode as BlockMode;
 pub use kv::{KvError, StoreError};
@@ -277,7 +277,7 @@ fn print_stats(guest: &Guest, c: &Counts, exits: u64, timings: &Timings) {
         let frames = n.frames_in + n.frames_out;
         eprintln!(
             "fata-monitor: net: {} frames in ({} bytes), {} frames out ({} bytes); {:.1} \
-             frames per exit; {} sleeps in yield, {} coalescing naps, {} doorbell exits; \
+             frames per exit; {} sleeps in yield, {} coalescing naps ({}), {} doorbell exits; \
              dropped {} in, {} out",
             n.frames_in,
             n.bytes_in,
@@ -286,6 +286,10 @@ fn print_stats(guest: &Guest, c: &Counts, exits: u64, timings: &Timings) {
             frames as f64 / exits.max(1) as f64,
             n.sleeps,
             n.naps,
+            match guest.nets.coalesce().as_micros() {
+                0 => "no coalescing".to_string(),
+                us => format!("interval {us} us"),
+            },
             c.doorbell_exits,
             n.dropped_in,
             n.dropped_out,

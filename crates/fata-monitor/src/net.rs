@@ -215,6 +215,11 @@ impl Nets {
         infos
     }
 
+    /// The coalescing interval the devices are served with (zero: none).
+    pub fn coalesce(&self) -> Duration {
+        self.coalesce
+    }
+
     /// The traffic so far, summed over the devices.
     pub fn stats(&self) -> NetStats {
         let mut s = NetStats {

@@ -130,3 +130,75 @@ fn corrupted_bytes_never_panic() {
         }
     }
 }
+
+/// A `PT_NOTE` segment holding `notes` back to back, as `.note.fata` holds them.
+fn notes(notes: &[Vec<u8>]) -> Seg {
+    let data = notes.concat();
+    Seg {
+        kind: PT_NOTE,
+        addr: 0,
+        flags: PF_R,
+        mem_size: data.len() as u64,
+        data,
+    }
+}
+
+#[test]
+fn the_manifest_note_is_read_from_images_and_other_executables() {
+    use fata_device_spec::manifest::{Device, Kind, Manifest, ManifestError};
+    use fata_monitor::read_manifest;
+
+    let manifest = Manifest::new(
+        vec![
+            Device::new(Kind::Net, "service"),
+            Device::new(Kind::Block, "disk"),
+        ],
+        1000,
+    )
+    .unwrap();
+    let abi = abi_note(fata_hvt_abi::ABI_VERSION).data;
+    let with_manifest = elf_with(
+        CODE,
+        2,
+        62,
+        &[text(), notes(&[abi.clone(), manifest.to_note()])],
+    );
+    assert_eq!(read_manifest(&with_manifest), Ok(Some(manifest.clone())));
+    assert!(
+        parse(&with_manifest).is_ok(),
+        "the manifest sits beside the ABI note"
+    );
+    assert_eq!(read_manifest(&elf(CODE, &[text()])), Ok(None));
+    // A unix executable (ET_DYN) carries the same note, in its own segment.
+    let unix = elf_with(CODE, 3, 62, &[text(), notes(&[manifest.to_note()])]);
+    assert_eq!(read_manifest(&unix), Ok(Some(manifest.clone())));
+
+    let twice = elf(
+        CODE,
+        &[
+            text(),
+            notes(&[manifest.to_note()]),
+            notes(&[manifest.to_note()]),
+        ],
+    );
+    assert_eq!(read_manifest(&twice), Err(ImageError::RepeatedManifest));
+    let mut newer = manifest.to_note();
+    newer[20] = 2;
+    let newer = elf(CODE, &[text(), notes(&[newer])]);
+    assert_eq!(
+        read_manifest(&newer),
+        Err(ImageError::BadManifest(ManifestError::Version(2)))
+    );
+    assert!(matches!(
+        read_manifest(b"#!/bin/sh\n"),
+        Err(ImageError::NotElf(_))
+    ));
+    for len in 0..with_manifest.len() {
+        let _ = read_manifest(&with_manifest[..len]);
+    }
+    for at in 0..64 + 56 * 2 {
+        let mut bad = with_manifest.clone();
+        bad[at] ^= 0xff;
+        let _ = read_manifest(&bad);
+    }
+}

@@ -87,6 +87,12 @@ impl BlockDevice {
         self.geometry().sectors
     }
 
+    /// Starts the requests queued so far now (a doorbell exit on hvt) rather than when the
+    /// executor next waits, where they would go together with whatever else was queued by then.
+    pub fn start(&self) {
+        self.shared.borrow_mut().device.start();
+    }
+
     /// Fills `buffer` (a whole number of sectors) from the sectors at `sector`; hands the buffer
     /// back with the result.
     pub async fn read(

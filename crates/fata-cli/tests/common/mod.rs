@@ -51,6 +51,14 @@ pub fn build(app: &str, target: &str) -> PathBuf {
     PathBuf::from(text(&out.stdout).lines().last().unwrap())
 }
 
+/// Asserts that `out` exited with `code` and said `needle` on stderr.
+#[track_caller]
+pub fn refused(out: &Output, code: i32, needle: &str) {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains(needle), "{stderr}");
+}
+
 /// Bytes as text, for messages.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
