@@ -5,7 +5,7 @@
 //! fata build [--target unix|hvt] [--release] [PATH]
 //!                                                 prints the executable's path as its last line
 //! fata run [--target unix|hvt] [--release] [PATH | IMAGE] [--mem SIZE] [--net [NAME=]TAP]
-//!          [--mac [NAME=]MAC] [--block [NAME=]FILE] [--kv [NAME=]DIR|IMG] [--stats]
+//!          [--mac [NAME=]MAC] [--block [NAME=]FILE[:ro|:cow]] [--kv [NAME=]DIR|IMG] [--stats]
 //!          [-- APP ARGS...]
 //! fata disk create DIR -o IMG [--size N] [--label NAME] [--force]
 //! fata disk list IMG | fata disk copy IMG PATH [DEST]   FAT images (see `disk`)
@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use fata_build::Target;
-use fata_device_spec::{DEFAULT_BLOCK, DEFAULT_KV, DEFAULT_NET, Spec};
+use fata_device_spec::{BlockMode, DEFAULT_BLOCK, DEFAULT_KV, DEFAULT_NET, Spec};
 
 /// Exit status when the app cannot be built.
 const EXIT_BUILD: u8 = 3;
@@ -95,8 +95,10 @@ struct RunArgs {
     /// a random locally administered one otherwise.
     #[arg(long, value_name = "[NAME=]MAC")]
     mac: Vec<String>,
-    /// A block device backed by FILE, named NAME (default `storage`).
-    #[arg(long, value_name = "[NAME=]FILE")]
+    /// A block device backed by FILE (a disk image or a block device such as /dev/loop0), named
+    /// NAME (default `storage`); FILE:ro refuses writes, FILE:cow keeps them in memory and never
+    /// changes FILE.
+    #[arg(long, value_name = "[NAME=]FILE[:ro|:cow]")]
     block: Vec<String>,
     /// A read-only key-value store named NAME (default `data`): the files below the directory
     /// DIR, or the files of the FAT image IMG (`fata disk create` makes one).
@@ -234,13 +236,25 @@ fn run_unix(executable: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
 
 /// Boots the image under Fata's KVM monitor, in this process.
 fn run_hvt(image: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
-    if !run.block.is_empty() {
-        return Err(Failure::new(
-            2,
-            "device --block is not yet available on hvt (--target unix has it)",
-        ));
-    }
     let nets = net_configs(run)?;
+    let blocks = run
+        .block
+        .iter()
+        .map(|text| {
+            let spec = device_spec("--block", text, DEFAULT_BLOCK)?;
+            let (path, mode) = fata_device_spec::block_mode(&spec.value)
+                .map_err(|e| Failure::new(2, format!("--block {text}: {e}")))?;
+            Ok(fata_monitor::BlockConfig {
+                name: spec.name,
+                path: PathBuf::from(path),
+                mode: match mode {
+                    BlockMode::ReadWrite => fata_monitor::BlockMode::ReadWrite,
+                    BlockMode::ReadOnly => fata_monitor::BlockMode::ReadOnly,
+                    BlockMode::CopyOnWrite => fata_monitor::BlockMode::CopyOnWrite,
+                },
+            })
+        })
+        .collect::<Result<_, Failure>>()?;
     let kvs = run
         .kv
         .iter()
@@ -257,6 +271,7 @@ fn run_hvt(image: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
         args: run.app_args.clone(),
         stats: run.stats,
         nets,
+        blocks,
         kvs,
         net_coalesce: Duration::from_micros(run.coalesce_us.unwrap_or(0)),
     };
@@ -324,7 +339,12 @@ fn check_device_names(run: &RunArgs) -> Result<(), Failure> {
         ("--kv", &run.kv, DEFAULT_KV),
     ] {
         for text in specs {
-            names.push(device_spec(option, text, default_name)?.name);
+            let spec = device_spec(option, text, default_name)?;
+            if option == "--block" {
+                fata_device_spec::block_mode(&spec.value)
+                    .map_err(|e| Failure::new(2, format!("{option} {text}: {e}")))?;
+            }
+            names.push(spec.name);
         }
     }
     fata_device_spec::check_unique(names.iter().map(String::as_str)).map_err(|e| Failure::new(2, e))

@@ -1,9 +1,10 @@
 //! How devices are named and given on a command line, the same on every target.
 //!
-//! `fata run --net [NAME=]TAP`, `--block [NAME=]FILE`, `--kv [NAME=]DIR` and `--mac [NAME=]MAC`
-//! name a device; the unix target reads the same specs back from its environment, and the hvt
-//! monitor checks the names it puts in the boot info. This crate is the one home of that rule:
-//! [`parse`] splits a spec, [`check_name`] and [`check_unique`] say whether names are usable.
+//! `fata run --net [NAME=]TAP`, `--block [NAME=]FILE[:ro|:cow]`, `--kv [NAME=]DIR` and
+//! `--mac [NAME=]MAC` name a device; the unix target reads the same specs back from its
+//! environment, and the hvt monitor checks the names it puts in the boot info. This crate is the
+//! one home of that rule: [`parse`] splits a spec, [`check_name`] and [`check_unique`] say whether
+//! names are usable, [`block_mode`] splits a block device's file from its mode.
 //! A name is 1 to [`NAME_MAX`] bytes without NUL or `=`, because the hvt boot info carries it
 //! NUL-padded in 16 bytes; every target keeps the same limit so an app runs anywhere it ran once.
 //!
@@ -40,6 +41,36 @@ pub enum SpecError {
     /// The spec names no value.
     #[error("{0:?} gives no value: write [NAME=]VALUE")]
     NoValue(String),
+    /// A block device's value has a mode but no file.
+    #[error("{0:?} names no file before its mode: write [NAME=]FILE[:ro|:cow]")]
+    NoFile(String),
+}
+
+/// How a block device serves its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockMode {
+    /// `FILE`: reads and writes reach the file.
+    ReadWrite,
+    /// `FILE:ro`: writes and discards are refused.
+    ReadOnly,
+    /// `FILE:cow`: writes stay in memory and the file never changes.
+    CopyOnWrite,
+}
+
+/// Splits a block device's value, `FILE`, `FILE:ro` or `FILE:cow`, into the file and its mode.
+/// Any other text after a colon is part of the file's name.
+pub fn block_mode(value: &str) -> Result<(&str, BlockMode), SpecError> {
+    let (file, mode) = if let Some(file) = value.strip_suffix(":ro") {
+        (file, BlockMode::ReadOnly)
+    } else if let Some(file) = value.strip_suffix(":cow") {
+        (file, BlockMode::CopyOnWrite)
+    } else {
+        (value, BlockMode::ReadWrite)
+    };
+    if file.is_empty() {
+        return Err(SpecError::NoFile(value.to_string()));
+    }
+    Ok((file, mode))
 }
 
 /// One device as a command line gives it: `NAME=VALUE`, or `VALUE` with the default name.
@@ -116,6 +147,33 @@ mod tests {
             parse("", DEFAULT_NET),
             Err(SpecError::NoValue(String::new()))
         );
+    }
+
+    #[test]
+    fn block_values_carry_their_mode() {
+        assert_eq!(
+            block_mode("disk.img"),
+            Ok(("disk.img", BlockMode::ReadWrite))
+        );
+        assert_eq!(
+            block_mode("disk.img:ro"),
+            Ok(("disk.img", BlockMode::ReadOnly))
+        );
+        assert_eq!(
+            block_mode("/srv/gold.img:cow"),
+            Ok(("/srv/gold.img", BlockMode::CopyOnWrite))
+        );
+        assert_eq!(block_mode("a:b.img"), Ok(("a:b.img", BlockMode::ReadWrite)));
+        assert_eq!(block_mode("x:ro:cow"), Ok(("x:ro", BlockMode::CopyOnWrite)));
+        assert_eq!(block_mode(":ro"), Err(SpecError::NoFile(":ro".into())));
+        assert_eq!(block_mode(""), Err(SpecError::NoFile(String::new())));
+        let spec = parse("storage=disk.img:cow", DEFAULT_BLOCK).unwrap();
+        assert_eq!(
+            block_mode(&spec.value),
+            Ok(("disk.img", BlockMode::CopyOnWrite))
+        );
+        let message = block_mode(":cow").unwrap_err().to_string();
+        assert!(message.contains("FILE[:ro|:cow]"), "{message}");
     }
 
     #[test]
