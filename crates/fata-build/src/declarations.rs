@@ -84,7 +84,13 @@ fn optional_devices(devices: &Value) -> Result<Vec<String>, String> {
     names
         .as_array()
         .filter(|names| names.iter().all(Value::is_string))
-        .map(|names| names.iter().filter_map(Value::as_str).map(String::from).collect())
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
         .ok_or_else(|| {
             format!(
                 "[package.metadata.fata.devices] optional = {names}: give a list of the names of \
@@ -102,12 +108,9 @@ fn declared_devices(devices: &Value) -> Result<Vec<Device>, String> {
              {example}"
         ));
     };
-    if let Some(key) = table
-        .keys()
-        .find(|key| {
-            key.as_str() != OPTIONAL && !Kind::ALL.iter().any(|kind| kind.key() == key.as_str())
-        })
-    {
+    if let Some(key) = table.keys().find(|key| {
+        key.as_str() != OPTIONAL && !Kind::ALL.iter().any(|kind| kind.key() == key.as_str())
+    }) {
         return Err(format!(
             "[package.metadata.fata.devices] has {key:?}: the kinds of device are net, block \
              and kv (and `optional` names those the app runs without)"

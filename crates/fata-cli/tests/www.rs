@@ -588,8 +588,22 @@ fn www_on_hvt_serves_a_site_from_a_fat_image() {
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let out = ns
         .fata()
-        .args(["run", "--release", "--target", "hvt", "apps/www", "--net", "tap0"])
-        .args(["--kv", &format!("site={}", cut.display()), "--", "--site", "site"])
+        .args([
+            "run",
+            "--release",
+            "--target",
+            "hvt",
+            "apps/www",
+            "--net",
+            "tap0",
+        ])
+        .args([
+            "--kv",
+            &format!("site={}", cut.display()),
+            "--",
+            "--site",
+            "site",
+        ])
         .output()
         .unwrap();
     let stderr = text(&out.stderr);

@@ -13,8 +13,8 @@
 use core::fmt;
 
 use fata_hvt_abi::{
-    DeviceKind, MANIFEST_DEVICES_MAX, MANIFEST_OPTIONAL, MANIFEST_VERSION, ManifestDevice, ManifestHeader, NOTE_NAME,
-    NOTE_TYPE_MANIFEST, manifest_len,
+    DeviceKind, MANIFEST_DEVICES_MAX, MANIFEST_OPTIONAL, MANIFEST_VERSION, ManifestDevice,
+    ManifestHeader, NOTE_NAME, NOTE_TYPE_MANIFEST, manifest_len,
 };
 use thiserror::Error;
 
@@ -531,7 +531,11 @@ mod tests {
             Err(ManifestError::Kind { index: 1, kind: 4 })
         );
         assert_eq!(with(20, &[2]), Err(ManifestError::Reserved(0)));
-        assert!(with(20, &[1]).unwrap().is_optional(&Device::new(Kind::Net, "service")));
+        assert!(
+            with(20, &[1])
+                .unwrap()
+                .is_optional(&Device::new(Kind::Net, "service"))
+        );
         assert_eq!(with(24 + 9, b"x"), Err(ManifestError::NameBytes(0)));
         assert_eq!(with(24, &[0xff]), Err(ManifestError::NameBytes(0)));
         assert_eq!(with(24, &[0]), Err(ManifestError::NameBytes(0)));
