@@ -29,7 +29,9 @@
 //!   interrupted after it committed (or, without write access, applies it in memory), and ignores
 //!   one that never committed; [`BlockFile::recovered`] says how many sectors it gave back. At most
 //!   [`GROUPED_MAX`] bytes of grouped writes may wait for a flush; past that a grouped write gets
-//!   [`Status::NoSpace`].
+//!   [`Status::NoSpace`]. A flush that fails (`NoSpace` when the journal finds no room) keeps
+//!   them, still seen by reads, for the next flush. The journal of a block device node sits beside
+//!   the node (`/dev/loop0.fata-journal`, on devtmpfs): it outlives the process, not a reboot.
 //! - **Host errors** become statuses: `EIO` (and every errno not named here) is
 //!   [`Status::IoError`], `ENOSPC` and `EDQUOT` are [`Status::NoSpace`], `EOPNOTSUPP` is
 //!   [`Status::Unsupported`]. The device goes on serving other requests.

@@ -64,7 +64,39 @@ pub(crate) fn manifest(metadata: &Value) -> Result<Manifest, String> {
              under [package.metadata.fata.devices]"
         ));
     }
-    Manifest::new(devices, coalesce_us).map_err(|e| format!("[package.metadata.fata.devices]: {e}"))
+    let optional = match table.get("devices") {
+        None => Vec::new(),
+        Some(devices) => optional_devices(devices)?,
+    };
+    Manifest::new(devices, coalesce_us)
+        .and_then(|manifest| manifest.with_optional(optional))
+        .map_err(|e| format!("[package.metadata.fata.devices]: {e}"))
+}
+
+/// The key of a `devices` table that lists the declared devices the app can run without.
+const OPTIONAL: &str = "optional";
+
+/// The names under `optional` in a `[package.metadata.fata.devices]` table.
+fn optional_devices(devices: &Value) -> Result<Vec<String>, String> {
+    let Some(names) = devices.get(OPTIONAL) else {
+        return Ok(Vec::new());
+    };
+    names
+        .as_array()
+        .filter(|names| names.iter().all(Value::is_string))
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
+        .ok_or_else(|| {
+            format!(
+                "[package.metadata.fata.devices] optional = {names}: give a list of the names of \
+                 declared devices the app runs without, as optional = [\"site\"]"
+            )
+        })
 }
 
 /// The devices of a `[package.metadata.fata.devices]` table, kind by kind.
@@ -76,13 +108,12 @@ fn declared_devices(devices: &Value) -> Result<Vec<Device>, String> {
              {example}"
         ));
     };
-    if let Some(key) = table
-        .keys()
-        .find(|key| !Kind::ALL.iter().any(|kind| kind.key() == key.as_str()))
-    {
+    if let Some(key) = table.keys().find(|key| {
+        key.as_str() != OPTIONAL && !Kind::ALL.iter().any(|kind| kind.key() == key.as_str())
+    }) {
         return Err(format!(
             "[package.metadata.fata.devices] has {key:?}: the kinds of device are net, block \
-             and kv"
+             and kv (and `optional` names those the app runs without)"
         ));
     }
     // Kind by kind, in the order messages list them, each kind's names as the app lists them.
@@ -135,6 +166,16 @@ mod tests {
         assert_eq!(super::manifest(&Value::Null), Ok(Manifest::default()));
         let storage = super::manifest(&json!({ "devices": { "block": ["storage", "log"] } }));
         assert_eq!(storage.unwrap().devices().len(), 2);
+        let site = super::manifest(&json!({
+            "devices": { "net": ["service"], "kv": ["site"], "optional": ["site"] }
+        }))
+        .unwrap();
+        assert!(site.is_optional(&Device::new(Kind::Kv, "site")));
+        assert!(!site.is_optional(&Device::new(Kind::Net, "service")));
+        let given = [Device::new(Kind::Net, "service")];
+        assert_eq!(site.check(&given, false), Ok(()));
+        let again = fata_device_spec::manifest::Manifest::parse(&site.to_descriptor()).unwrap();
+        assert_eq!(again, site);
     }
 
     #[test]
@@ -160,6 +201,10 @@ mod tests {
             "a table of names by kind",
         );
         refused(json!({ "devices": { "disk": ["a"] } }), "net, block and kv");
+        refused(
+            json!({ "devices": { "net": ["a"], "optional": ["b"] } }),
+            "not declared",
+        );
         refused(
             json!({ "devices": { "net": "service" } }),
             "give a list of the names",

@@ -18,6 +18,9 @@
 //!
 //! A file is prepared again only when it, or the program, changed since the last run with the
 //! same arguments: the crate is built on every run, but cargo does nothing when it is fresh.
+//!
+//! A `files` store given on the command line (`--kv files=zones.img`, a FAT image or a directory
+//! of files prepared before) replaces all of this: the arguments are then keys in that store.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -28,6 +31,9 @@ use crate::Failure;
 
 /// Exit status when a host file cannot be prepared.
 const EXIT_FILES: u8 = 5;
+
+/// The name of the key-value store that holds the prepared files.
+pub const STORE: &str = "files";
 
 /// What the manifest accepts for a host file, for messages.
 const DECLARATIONS: &str = "declare \"raw\" (the file as it is), { crate = \"DIR\" } (a binary \
@@ -61,15 +67,26 @@ struct Declared {
 
 /// Prepares the host files `app_args` name for the app `info` describes, whose crate is in
 /// `crate_dir`; returns the directory to hand to the app as its `files` store, or `None` when
-/// the app declares no host files.
+/// the app declares no host files or `kvs` (the `--kv` options) gives that store already.
 pub fn prepare(
     info: &fata_build::CrateInfo,
     crate_dir: &Path,
     app_args: &mut [String],
+    kvs: &[String],
 ) -> Result<Option<PathBuf>, Failure> {
     let Some(table) = info.fata_metadata["host-files"].as_object() else {
         return Ok(None);
     };
+    let given = |spec: &&String| {
+        fata_device_spec::parse(spec, fata_device_spec::DEFAULT_KV).is_ok_and(|s| s.name == STORE)
+    };
+    if let Some(spec) = kvs.iter().find(given) {
+        eprintln!(
+            "fata: --kv {spec}: the app's {} options name files in that store, prepared before",
+            table.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+        return Ok(None);
+    }
     let mut declared = Vec::new();
     for (option, spec) in table {
         let preparation = declaration(spec, crate_dir).map_err(|what| {

@@ -5,17 +5,21 @@
 //! fata build [--target unix|hvt] [--release] [PATH]
 //!                                                 prints the executable's path as its last line
 //! fata run [--target unix|hvt] [--release] [PATH | IMAGE] [--mem SIZE] [--net [NAME=]TAP]
-//!          [--mac [NAME=]MAC] [--block [NAME=]FILE] [--kv [NAME=]DIR] [--stats] [-- APP ARGS...]
+//!          [--mac [NAME=]MAC] [--block [NAME=]FILE[:ro|:cow]] [--kv [NAME=]DIR|IMG] [--stats]
+//!          [-- APP ARGS...]
+//! fata disk create DIR -o IMG [--size N] [--label NAME] [--force]
+//! fata disk list IMG | fata disk copy IMG PATH [DEST]   FAT images (see `disk`)
 //! ```
 //!
 //! Exit status: the app's own status for `run`; 2 for a command line `fata` does not understand
 //! or whose devices are not those the app declares (see `declared`); 3 when the app cannot be
 //! built (no crate, compiler error, unusable declarations); 4 when it cannot be started; 5 when
-//! a host file the app declares (see `host_files`) cannot be read or converted; the monitor's
-//! documented codes (`fata_monitor::Error::exit_code`) when an hvt guest cannot boot or
-//! misbehaves.
+//! a host file the app declares (see `host_files`) cannot be read or converted; 6 when `fata disk`
+//! cannot make or read an image; the monitor's documented codes (`fata_monitor::Error::exit_code`)
+//! when an hvt guest cannot boot or misbehaves.
 
 mod declared;
+mod disk;
 mod host_files;
 mod new;
 
@@ -25,7 +29,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use fata_build::Target;
-use fata_device_spec::{DEFAULT_BLOCK, DEFAULT_KV, DEFAULT_NET, Spec};
+use fata_device_spec::{BlockMode, DEFAULT_BLOCK, DEFAULT_KV, DEFAULT_NET, Spec};
 
 /// Exit status when the app cannot be built.
 const EXIT_BUILD: u8 = 3;
@@ -60,6 +64,8 @@ enum Command {
     },
     /// Build (when given a crate) and run an app; a file is run as an already built image.
     Run(RunArgs),
+    /// Make FAT disk images from directories, list them and copy files out.
+    Disk(disk::DiskArgs),
 }
 
 #[derive(Args)]
@@ -80,7 +86,7 @@ struct RunArgs {
     #[arg(default_value = ".")]
     path: PathBuf,
     /// Guest memory for hvt, e.g. 32M, 512K, 1G (default 32M).
-    #[arg(long, value_parser = parse_size)]
+    #[arg(long, value_parser = fata_disk::parse_size)]
     mem: Option<u64>,
     /// A network interface backed by the tap device TAP, named NAME (default `service`).
     #[arg(long, value_name = "[NAME=]TAP")]
@@ -89,11 +95,14 @@ struct RunArgs {
     /// a random locally administered one otherwise.
     #[arg(long, value_name = "[NAME=]MAC")]
     mac: Vec<String>,
-    /// A block device backed by FILE, named NAME (default `storage`).
-    #[arg(long, value_name = "[NAME=]FILE")]
+    /// A block device backed by FILE (a disk image or a block device such as /dev/loop0), named
+    /// NAME (default `storage`); FILE:ro refuses writes, FILE:cow keeps them in memory and never
+    /// changes FILE.
+    #[arg(long, value_name = "[NAME=]FILE[:ro|:cow]")]
     block: Vec<String>,
-    /// A read-only key-value store backed by the directory DIR, named NAME (default `data`).
-    #[arg(long, value_name = "[NAME=]DIR")]
+    /// A read-only key-value store named NAME (default `data`): the files below the directory
+    /// DIR, or the files of the FAT image IMG (`fata disk create` makes one).
+    #[arg(long, value_name = "[NAME=]DIR|IMG")]
     kv: Vec<String>,
     /// Print the monitor's counters (exits, time) when the guest ends (hvt).
     #[arg(long)]
@@ -113,32 +122,6 @@ fn parse_target(name: &str) -> Result<Target, String> {
     name.parse()
 }
 
-/// Parses a memory size: bytes, or a number with a K, M or G suffix (powers of 1024).
-fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((at, _)) => text.split_at(at),
-        None => (text, ""),
-    };
-    let shift = match unit.to_ascii_uppercase().trim_end_matches(['B', 'I']) {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        _ => {
-            return Err(format!(
-                "unknown size unit {unit:?}: use K, M or G, as in 32M"
-            ));
-        }
-    };
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size like 32M"))?;
-    number
-        .checked_mul(1 << shift)
-        .ok_or_else(|| format!("{text} is too large"))
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -148,6 +131,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }),
         Command::Run(run) => run_app(run),
+        Command::Disk(disk) => disk::run(disk),
     };
     result.unwrap_or_else(|failure| {
         eprintln!("fata: {}", failure.message);
@@ -189,8 +173,9 @@ fn run_app(mut run: RunArgs) -> Result<ExitCode, Failure> {
     let is_image = run.path.is_file();
     if !is_image {
         let info = fata_build::crate_info(&run.path).map_err(|e| Failure::new(EXIT_BUILD, e))?;
-        if let Some(dir) = host_files::prepare(&info, &run.path, &mut run.app_args)? {
-            run.kv.push(format!("files={}", dir.display()));
+        if let Some(dir) = host_files::prepare(&info, &run.path, &mut run.app_args, &run.kv)? {
+            run.kv
+                .push(format!("{}={}", host_files::STORE, dir.display()));
         }
     }
     check_device_names(&run)?;
@@ -251,13 +236,25 @@ fn run_unix(executable: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
 
 /// Boots the image under Fata's KVM monitor, in this process.
 fn run_hvt(image: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
-    if !run.block.is_empty() {
-        return Err(Failure::new(
-            2,
-            "device --block is not yet available on hvt (--target unix has it)",
-        ));
-    }
     let nets = net_configs(run)?;
+    let blocks = run
+        .block
+        .iter()
+        .map(|text| {
+            let spec = device_spec("--block", text, DEFAULT_BLOCK)?;
+            let (path, mode) = fata_device_spec::block_mode(&spec.value)
+                .map_err(|e| Failure::new(2, format!("--block {text}: {e}")))?;
+            Ok(fata_monitor::BlockConfig {
+                name: spec.name,
+                path: PathBuf::from(path),
+                mode: match mode {
+                    BlockMode::ReadWrite => fata_monitor::BlockMode::ReadWrite,
+                    BlockMode::ReadOnly => fata_monitor::BlockMode::ReadOnly,
+                    BlockMode::CopyOnWrite => fata_monitor::BlockMode::CopyOnWrite,
+                },
+            })
+        })
+        .collect::<Result<_, Failure>>()?;
     let kvs = run
         .kv
         .iter()
@@ -274,6 +271,7 @@ fn run_hvt(image: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
         args: run.app_args.clone(),
         stats: run.stats,
         nets,
+        blocks,
         kvs,
         net_coalesce: Duration::from_micros(run.coalesce_us.unwrap_or(0)),
     };
@@ -341,7 +339,12 @@ fn check_device_names(run: &RunArgs) -> Result<(), Failure> {
         ("--kv", &run.kv, DEFAULT_KV),
     ] {
         for text in specs {
-            names.push(device_spec(option, text, default_name)?.name);
+            let spec = device_spec(option, text, default_name)?;
+            if option == "--block" {
+                fata_device_spec::block_mode(&spec.value)
+                    .map_err(|e| Failure::new(2, format!("{option} {text}: {e}")))?;
+            }
+            names.push(spec.name);
         }
     }
     fata_device_spec::check_unique(names.iter().map(String::as_str)).map_err(|e| Failure::new(2, e))
@@ -364,17 +367,6 @@ fn parse_mac(text: &str) -> Option<[u8; 6]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse_with_units() {
-        assert_eq!(parse_size("32M"), Ok(32 << 20));
-        assert_eq!(parse_size("512k"), Ok(512 << 10));
-        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert!(parse_size("12Q").is_err());
-        assert!(parse_size("M").is_err());
-        assert!(parse_size("99999999999999G").is_err());
-    }
 
     #[test]
     fn the_command_line_parses() {

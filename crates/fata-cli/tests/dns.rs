@@ -1,6 +1,8 @@
 //! The DNS server against NSD: the same generated zone served by both, the same 600+ varied
 //! questions sent to both, and the answers compared (rcode, flags, and every section as a set).
 //! Then malformed packets, which must get FORMERR or silence while the server goes on serving.
+//! And every zone it is given is served: a forward and a reverse zone, as master files or as zones
+//! compiled by fata-zone into a FAT image made by `fata disk create`, on hvt and unix.
 
 mod common;
 
@@ -10,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::dns::{ask, query, summarize};
-use common::{Netns, Running, build, text};
+use common::{Netns, Running, build, fata, fata_command, text};
 
 const NSD_PORT: u16 = 5300;
 const FATA_PORT: u16 = 5301;
@@ -312,4 +314,210 @@ fn fata_answers_like_nsd() {
         questions.len(),
         mismatches.join("\n")
     );
+}
+
+/// A forward zone: `www.example.test` at 192.0.2.7, its name server at 192.0.2.1.
+const FORWARD: &str = "$ORIGIN example.test.\n$TTL 300\n\
+@ IN SOA ns1 hostmaster 1 7200 3600 1209600 300\n@ IN NS ns1\n\
+ns1 IN A 192.0.2.1\nwww IN A 192.0.2.7\n";
+
+/// The reverse zone of 192.0.2.0/24, naming the forward zone's hosts.
+const REVERSE: &str = "$ORIGIN 2.0.192.in-addr.arpa.\n$TTL 300\n\
+@ IN SOA ns1.example.test. hostmaster.example.test. 1 7200 3600 1209600 300\n\
+@ IN NS ns1.example.test.\n1 IN PTR ns1.example.test.\n7 IN PTR www.example.test.\n";
+
+/// Asks `server` for the A record of `www.example.test` and the PTR record of 192.0.2.7, over UDP
+/// and TCP, and checks both are answered with authority and the right data; the first question
+/// is asked a few times (it may wait out ARP).
+fn assert_both_zones_answered(server: SocketAddr) {
+    let questions = [
+        ("www.example.test", 1, "[192, 0, 2, 7]"),
+        ("7.2.0.192.in-addr.arpa", 12, "www.example.test."),
+        ("1.2.0.192.in-addr.arpa", 12, "ns1.example.test."),
+    ];
+    for (i, (name, qtype, data)) in questions.into_iter().enumerate() {
+        for tcp in [false, true] {
+            let message = query(i as u16, name, qtype, None);
+            let answer = (0..10)
+                .find_map(|_| ask(server, &message, tcp))
+                .unwrap_or_else(|| panic!("no answer for {name} (tcp {tcp})"));
+            let summary = summarize(&answer);
+            assert_eq!(
+                (summary.rcode, summary.flags & 0x8400),
+                (0, 0x8400),
+                "{name} (tcp {tcp}): {summary:?}"
+            );
+            assert_eq!(summary.sections[0].len(), 1, "{name}: {summary:?}");
+            assert!(
+                summary.sections[0].iter().all(|r| r.ends_with(data)),
+                "{name}: {summary:?}"
+            );
+        }
+    }
+}
+
+/// Checks the server's ready line names both zones.
+fn assert_serves_both(ready_line: &str) {
+    for apex in [" example.test. ", " 2.0.192.in-addr.arpa. "] {
+        assert!(ready_line.contains(apex), "{apex}: {ready_line}");
+    }
+}
+
+/// Master files for the two zones in `dir`.
+fn write_zones(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let forward = dir.join("example.test.zone");
+    let reverse = dir.join("2.0.192.in-addr.arpa.zone");
+    std::fs::write(&forward, FORWARD).unwrap();
+    std::fs::write(&reverse, REVERSE).unwrap();
+    (forward, reverse)
+}
+
+/// Compiles each zone with fata-zone into a directory, as `fata-zone OUT FILE` does (a long
+/// name and a nested directory among them), and makes a FAT image of it with `fata disk create`.
+fn zones_image(dir: &Path) -> std::path::PathBuf {
+    let (forward, reverse) = write_zones(dir);
+    let compiled = dir.join("compiled");
+    std::fs::create_dir_all(compiled.join("reverse zones")).unwrap();
+    for (zone, key) in [
+        (&forward, "example.test.zone"),
+        (&reverse, "reverse zones/2.0.192.in-addr.arpa.zone"),
+    ] {
+        let set = fata_zone::compile_files(&[zone]).unwrap();
+        std::fs::write(compiled.join(key), set.to_compiled()).unwrap();
+    }
+    let image = dir.join("zones.img");
+    let out = fata(&[
+        "disk",
+        "create",
+        compiled.to_str().unwrap(),
+        "-o",
+        image.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "fata disk create: {}",
+        text(&out.stderr)
+    );
+    image
+}
+
+/// The keys the compiled zones have in the image.
+const ZONE_KEYS: [&str; 4] = [
+    "--zone",
+    "example.test.zone",
+    "--zone",
+    "reverse zones/2.0.192.in-addr.arpa.zone",
+];
+
+#[test]
+fn dns_on_hvt_serves_a_forward_and_a_reverse_zone() {
+    if !fata_testkit::kvm() {
+        return;
+    }
+    let Some(ns) = Netns::create("dnsfwdrev", 71) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (forward, reverse) = write_zones(dir.path());
+    build("apps/dns", "hvt");
+    let ipv4 = format!("{}/24", ns.guest());
+    let mut command = ns.fata();
+    command
+        .args(["run", "--release", "--target", "hvt", "apps/dns"])
+        .args(["--net", "tap0", "--", "--zone"])
+        .arg(&forward)
+        .arg("--zone")
+        .arg(&reverse)
+        .args(["--ipv4", &ipv4]);
+    let mut app = Running::start(command, "dns: serving");
+    assert_serves_both(&app.ready_line);
+    let server = SocketAddr::from((ns.guest(), 53));
+    ns.run(|| assert_both_zones_answered(server));
+    assert!(app.is_running(), "the unikernel stopped");
+
+    // A single-valued option given twice ends the guest with its usage, not a silent choice.
+    let out = fata(&[
+        "run",
+        "--release",
+        "--target",
+        "hvt",
+        "apps/dns",
+        "--",
+        "--zone",
+        forward.to_str().unwrap(),
+        "--port",
+        "53",
+        "--port",
+        "54",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("error: --port is given more than once\nusage: dns [OPTIONS]"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn dns_on_hvt_reads_compiled_zones_from_a_fat_image() {
+    if !fata_testkit::kvm() {
+        return;
+    }
+    let Some(ns) = Netns::create("dnsfat", 72) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let image = zones_image(dir.path());
+    build("apps/dns", "hvt");
+    let ipv4 = format!("{}/24", ns.guest());
+    let mut command = ns.fata();
+    command
+        .args(["run", "--release", "--target", "hvt", "apps/dns", "--kv"])
+        .arg(format!("files={}", image.display()))
+        .args(["--net", "tap0", "--"])
+        .args(ZONE_KEYS)
+        .args(["--ipv4", &ipv4]);
+    let mut app = Running::start(command, "dns: serving");
+    assert_serves_both(&app.ready_line);
+    let server = SocketAddr::from((ns.guest(), 53));
+    ns.run(|| assert_both_zones_answered(server));
+    assert!(app.is_running(), "the unikernel stopped");
+}
+
+#[test]
+fn dns_on_unix_reads_compiled_zones_from_a_fat_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = zones_image(dir.path());
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut command = fata_command(&["run", "--release", "--target", "unix", "apps/dns", "--kv"]);
+    command
+        .arg(format!("files={}", image.display()))
+        .arg("--")
+        .args(ZONE_KEYS)
+        .args(["--port", &port.to_string()]);
+    let mut app = Running::start(command, "dns: serving");
+    assert_serves_both(&app.ready_line);
+    assert_both_zones_answered(SocketAddr::from(([127, 0, 0, 1], port)));
+    assert!(app.is_running(), "the app stopped");
+
+    // A key the image does not hold is an error that names it.
+    let out = fata(&[
+        "run",
+        "--release",
+        "--target",
+        "unix",
+        "apps/dns",
+        "--kv",
+        &format!("files={}", image.display()),
+        "--",
+        "--zone",
+        "missing.zone",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("reading zone \"missing.zone\""), "{stdout}");
 }

@@ -49,7 +49,12 @@ fn images_and_executables_carry_what_the_app_declares() {
         );
     }
     let www = manifest_of(&build("apps/www", "hvt")).unwrap();
-    assert_eq!(www.devices(), [Device::new(Kind::Net, "service")]);
+    let site = Device::new(Kind::Kv, "site");
+    assert_eq!(
+        www.devices(),
+        [Device::new(Kind::Net, "service"), site.clone()]
+    );
+    assert!(www.is_optional(&site), "www runs without a site store");
     assert_eq!(www.coalesce_us(), 0);
 }
 

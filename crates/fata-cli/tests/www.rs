@@ -1,7 +1,8 @@
 //! The website end to end: apps/www serves the project's docs from a unikernel (and as a process)
 //! over a tap device in a network namespace; every page is fetched and every internal link
 //! followed, the protocol's corners and abuse are checked, 1,000 connections are held at once,
-//! and a headless Chromium renders the home page.
+//! and a headless Chromium renders the home page. The same site, rendered into a directory and
+//! made into a FAT image by `fata disk create`, is served from the image with `--site`.
 
 mod common;
 
@@ -445,14 +446,67 @@ fn keep_screenshot(shot: &Path, name: &str) -> PathBuf {
     target
 }
 
-fn start_www(ns: &Netns, target: &str, extra: &[&str]) -> Running {
+fn start_www(ns: &Netns, target: &str, extra: &[&str], app: &[&str]) -> Running {
     let ipv4 = format!("{}/24", ns.guest());
     let mut command = ns.fata();
     command
         .args(["run", "--release", "--target", target, "apps/www"])
         .args(extra)
-        .args(["--net", "tap0", "--", "--ipv4", &ipv4]);
+        .args(["--net", "tap0", "--", "--ipv4", &ipv4])
+        .args(app);
     Running::start(command, "www: serving")
+}
+
+/// A page only the image has, under a long name with spaces.
+const DISK_PAGE: &str = "/from the disk/a page with a long name.html";
+
+/// The docs rendered into a directory (as `fata-site OUT` writes them), with [`DISK_PAGE`] added,
+/// made into a FAT image by `fata disk create`; returns the image and the page's body.
+fn site_image(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let site = dir.join("site");
+    let mut rendered = fata_site::render(&common::workspace()).unwrap();
+    rendered.files.extend(fata_site::benchmark_files());
+    fata_site::write_dir(&rendered, &site).unwrap();
+    let page = b"<!doctype html><title>disk</title><h1>Served from a FAT image</h1>\n".to_vec();
+    let host = site.join(&DISK_PAGE[1..]);
+    std::fs::create_dir_all(host.parent().unwrap()).unwrap();
+    std::fs::write(&host, &page).unwrap();
+    let image = dir.join("site.img");
+    let out = common::fata(&[
+        "disk",
+        "create",
+        site.to_str().unwrap(),
+        "-o",
+        image.to_str().unwrap(),
+        "--label",
+        "FATA SITE",
+    ]);
+    assert!(
+        out.status.success(),
+        "fata disk create: {}",
+        text(&out.stderr)
+    );
+    (image, page)
+}
+
+/// What only a site served from the image answers: the page the image adds, with its type and
+/// ETag, and the docs crawled in full.
+fn check_site_from_image(addr: SocketAddr, page: &[u8]) {
+    crawl(addr);
+    let response = get(addr, &DISK_PAGE.replace(' ', "%20"));
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.body, page);
+    assert_eq!(
+        response.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(
+        response.header("etag"),
+        Some(fata_site::etag(page).as_str())
+    );
+    let bench = get(addr, "/bench/200k.bin");
+    assert_eq!(bench.status, 200);
+    assert_eq!(bench.body.len(), 200 * 1024);
 }
 
 #[test]
@@ -465,7 +519,7 @@ fn www_on_hvt_serves_the_docs() {
     };
     build("apps/www", "hvt");
     // 1,000 connections with their socket buffers take about 50 MiB of heap.
-    let mut app = start_www(&ns, "hvt", &["--mem", "128M"]);
+    let mut app = start_www(&ns, "hvt", &["--mem", "128M"], &[]);
     let addr = SocketAddr::from((ns.guest(), 80));
     let pages = ns.run(|| {
         let pages = crawl(addr);
@@ -496,11 +550,126 @@ fn www_on_unix_direct_serves_the_docs() {
         return;
     };
     build("apps/www", "unix");
-    let mut app = start_www(&ns, "unix", &[]);
+    let mut app = start_www(&ns, "unix", &[], &[]);
     let addr = SocketAddr::from((ns.guest(), 80));
     ns.run(|| {
         crawl(addr);
         check_protocol(addr);
     });
     assert!(app.is_running(), "the app stopped");
+}
+
+#[test]
+fn www_on_hvt_serves_a_site_from_a_fat_image() {
+    if !fata_testkit::kvm() {
+        return;
+    }
+    let Some(ns) = Netns::create("wwwfat", 73) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (image, page) = site_image(dir.path());
+    build("apps/www", "hvt");
+    let kv = format!("site={}", image.display());
+    let mut app = start_www(&ns, "hvt", &["--kv", &kv], &["--site", "site"]);
+    assert!(
+        app.ready_line.contains("from store site on"),
+        "{}",
+        app.ready_line
+    );
+    let addr = SocketAddr::from((ns.guest(), 80));
+    ns.run(|| check_site_from_image(addr, &page));
+    assert!(app.is_running(), "the unikernel stopped");
+    drop(app); // frees tap0
+
+    // A damaged image stops the monitor before the guest boots, with the key-value exit status.
+    let cut = dir.path().join("cut.img");
+    let bytes = std::fs::read(&image).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out = ns
+        .fata()
+        .args([
+            "run",
+            "--release",
+            "--target",
+            "hvt",
+            "apps/www",
+            "--net",
+            "tap0",
+        ])
+        .args([
+            "--kv",
+            &format!("site={}", cut.display()),
+            "--",
+            "--site",
+            "site",
+        ])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    let kv_status = fata_monitor::EXIT_CODES
+        .iter()
+        .find(|(_, what)| what.contains("key-value"))
+        .map(|(code, _)| i32::from(*code));
+    assert_eq!(out.status.code(), kv_status, "{stderr}");
+    assert!(
+        stderr.contains("cannot set up key-value store site")
+            && stderr.contains("cut.img is damaged"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn www_on_unix_serves_a_site_from_a_fat_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let (image, page) = site_image(dir.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let kv = format!("site={}", image.display());
+    let port_arg = port.to_string();
+    let command = common::fata_command(&[
+        "run",
+        "--release",
+        "--target",
+        "unix",
+        "apps/www",
+        "--kv",
+        &kv,
+        "--",
+        "--site",
+        "site",
+        "--port",
+        &port_arg,
+    ]);
+    let mut app = Running::start(command, "www: serving");
+    assert!(
+        app.ready_line.contains("from store site on"),
+        "{}",
+        app.ready_line
+    );
+    check_site_from_image(SocketAddr::from(([127, 0, 0, 1], port)), &page);
+    assert!(app.is_running(), "the app stopped");
+
+    // A store that is not a FAT image stops the app before it serves, saying what it is.
+    let garbage = dir.path().join("garbage.img");
+    std::fs::write(&garbage, vec![0x42u8; 8192]).unwrap();
+    let out = common::fata(&[
+        "run",
+        "--release",
+        "--target",
+        "unix",
+        "apps/www",
+        "--kv",
+        &format!("site={}", garbage.display()),
+        "--",
+        "--site",
+        "site",
+    ]);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!out.status.success(), "{all}");
+    assert!(all.contains("garbage.img is not a FAT image"), "{all}");
+    assert!(!all.contains("www: serving"), "{all}");
 }

@@ -13,8 +13,8 @@
 use core::fmt;
 
 use fata_hvt_abi::{
-    DeviceKind, MANIFEST_DEVICES_MAX, MANIFEST_VERSION, ManifestDevice, ManifestHeader, NOTE_NAME,
-    NOTE_TYPE_MANIFEST, manifest_len,
+    DeviceKind, MANIFEST_DEVICES_MAX, MANIFEST_OPTIONAL, MANIFEST_VERSION, ManifestDevice,
+    ManifestHeader, NOTE_NAME, NOTE_TYPE_MANIFEST, manifest_len,
 };
 use thiserror::Error;
 
@@ -159,9 +159,12 @@ pub enum ManifestError {
         /// Its kind number.
         kind: u32,
     },
-    /// A reserved field that is not zero.
-    #[error("device {0} has a non-zero reserved field")]
+    /// Flags this reader does not know.
+    #[error("device {0} has flags this fata does not know: build the image with this Fata version")]
     Reserved(usize),
+    /// An optional device that is not declared.
+    #[error("{0:?} is named optional but not declared: list it under net, block or kv too")]
+    UnknownOptional(String),
     /// A name that is not NUL-padded UTF-8.
     #[error("device {0}'s name is not UTF-8 padded with NULs")]
     NameBytes(usize),
@@ -174,6 +177,8 @@ pub enum ManifestError {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Manifest {
     devices: Vec<Device>,
+    /// The names of the declared devices the app can run without.
+    optional: Vec<String>,
     coalesce_us: u64,
 }
 
@@ -188,8 +193,32 @@ impl Manifest {
         check_unique(devices.iter().map(|d| d.name.as_str()))?;
         Ok(Manifest {
             devices,
+            optional: Vec::new(),
             coalesce_us,
         })
+    }
+
+    /// The same manifest, with the declared devices called `names` made optional: `check` does
+    /// not require them.
+    pub fn with_optional<S: Into<String>>(
+        mut self,
+        names: impl IntoIterator<Item = S>,
+    ) -> Result<Manifest, ManifestError> {
+        for name in names {
+            let name = name.into();
+            if !self.devices.iter().any(|d| d.name == name) {
+                return Err(ManifestError::UnknownOptional(name));
+            }
+            if !self.optional.contains(&name) {
+                self.optional.push(name);
+            }
+        }
+        Ok(self)
+    }
+
+    /// Whether the app runs without `device`.
+    pub fn is_optional(&self, device: &Device) -> bool {
+        self.optional.contains(&device.name)
     }
 
     /// The declared devices, in the order the app lists them.
@@ -210,7 +239,12 @@ impl Manifest {
         bytes.extend_from_slice(&self.coalesce_us.to_le_bytes());
         for device in &self.devices {
             bytes.extend_from_slice(&device.kind.number().to_le_bytes());
-            bytes.extend_from_slice(&0u32.to_le_bytes());
+            let flags = if self.is_optional(device) {
+                MANIFEST_OPTIONAL
+            } else {
+                0
+            };
+            bytes.extend_from_slice(&flags.to_le_bytes());
             let mut name = [0u8; NAME_FIELD];
             // `new` checked the name: at most NAME_MAX (15) bytes, so a NUL always follows it.
             name[..device.name.len()].copy_from_slice(device.name.as_bytes());
@@ -264,15 +298,17 @@ impl Manifest {
             });
         }
         let mut devices = Vec::with_capacity(count);
+        let mut optional = Vec::new();
         for (index, entry) in descriptor[header..]
             .chunks_exact(size_of::<ManifestDevice>())
             .enumerate()
         {
             let (kind, rest) = entry.split_at(4);
-            let (reserved, name) = rest.split_at(4);
+            let (flags, name) = rest.split_at(4);
             let kind = u32::from_le_bytes(kind.try_into().unwrap_or_default());
             let kind = Kind::from_number(kind).ok_or(ManifestError::Kind { index, kind })?;
-            if reserved.iter().any(|&b| b != 0) {
+            let flags = u32::from_le_bytes(flags.try_into().unwrap_or_default());
+            if flags & !MANIFEST_OPTIONAL != 0 {
                 return Err(ManifestError::Reserved(index));
             }
             let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
@@ -282,14 +318,18 @@ impl Manifest {
             }
             let text = core::str::from_utf8(text).map_err(|_| ManifestError::NameBytes(index))?;
             check_name(text)?;
+            if flags & MANIFEST_OPTIONAL != 0 {
+                optional.push(String::from(text));
+            }
             devices.push(Device::new(kind, text));
         }
         let coalesce_us = u64::from(low) | u64::from(high) << 32;
-        Manifest::new(devices, coalesce_us)
+        Manifest::new(devices, coalesce_us)?.with_optional(optional)
     }
 
     /// Checks the devices a command line gives against the declared ones: every declared device
-    /// must be given and every given one declared, with the same kind and name.
+    /// must be given (unless it is optional) and every given one declared, with the same kind and
+    /// name.
     ///
     /// `host_sockets` says the target serves an app whose network interface is not given with the
     /// host's own sockets (unix, through `fata-net`), so there a declared network interface may be
@@ -300,7 +340,7 @@ impl Manifest {
             .iter()
             .filter(|d| {
                 let stood_in = host_sockets && d.kind == Kind::Net;
-                !given.contains(d) && !stood_in
+                !given.contains(d) && !stood_in && !self.is_optional(d)
             })
             .cloned()
             .collect();
@@ -490,7 +530,12 @@ mod tests {
             with(40, &[4]),
             Err(ManifestError::Kind { index: 1, kind: 4 })
         );
-        assert_eq!(with(20, &[1]), Err(ManifestError::Reserved(0)));
+        assert_eq!(with(20, &[2]), Err(ManifestError::Reserved(0)));
+        assert!(
+            with(20, &[1])
+                .unwrap()
+                .is_optional(&Device::new(Kind::Net, "service"))
+        );
         assert_eq!(with(24 + 9, b"x"), Err(ManifestError::NameBytes(0)));
         assert_eq!(with(24, &[0xff]), Err(ManifestError::NameBytes(0)));
         assert_eq!(with(24, &[0]), Err(ManifestError::NameBytes(0)));

@@ -53,4 +53,4 @@ pub use date::{HTTP_DATE_LEN, http_date};
 #[cfg(feature = "net")]
 pub use net::{Timeouts, serve_connection};
 pub use server::{Limits, MAX_HEADERS, Outcome, Server};
-pub use site::{File, Site};
+pub use site::{File, Site, content_type, etag};

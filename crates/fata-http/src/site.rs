@@ -1,5 +1,6 @@
 //! The files a server serves, with their response heads computed once, up front.
 
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::text::push_decimal;
@@ -116,4 +117,34 @@ impl<'a> Site<'a> {
             find(path)
         }
     }
+}
+
+/// The `Content-Type` of a file, by the extension of its name or path; `application/octet-stream`
+/// for one it does not know.
+pub fn content_type(path: &str) -> &'static str {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    match name.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("html" | "htm") => "text/html; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("json") => "application/json",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("gif") => "image/gif",
+        Some("ico") => "image/x-icon",
+        Some("woff2") => "font/woff2",
+        Some("pdf") => "application/pdf",
+        Some("txt" | "md") => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// An entity tag for `body`: its 64-bit FNV-1a hash in hex, quoted, so it changes whenever the
+/// body does.
+pub fn etag(body: &[u8]) -> String {
+    let hash = body.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    alloc::format!("\"{hash:016x}\"")
 }

@@ -133,7 +133,7 @@ mod tests {
         assert_eq!(offset_of!(ManifestHeader, device_count), 4);
         assert_eq!(offset_of!(ManifestHeader, coalesce_us), 8);
         assert_eq!(size_of::<ManifestDevice>(), 24);
-        assert_eq!(offset_of!(ManifestDevice, reserved), 4);
+        assert_eq!(offset_of!(ManifestDevice, flags), 4);
         assert_eq!(offset_of!(ManifestDevice, name), 8);
         assert_eq!(manifest_len(2), 64);
         assert_eq!(

@@ -55,13 +55,17 @@ impl AbiNote {
 /// | 8 | 8 | [`ManifestHeader::coalesce_us`] |
 /// | 16 | 24 each | `device_count` [`ManifestDevice`] entries |
 ///
-/// A reader refuses any other length, version, kind or a non-zero reserved field: a newer format
+/// A reader refuses any other length, version, kind or an unknown flag: a newer format
 /// gets a new [`MANIFEST_VERSION`], which an older `fata` reports as built by a newer one.
 pub const NOTE_TYPE_MANIFEST: u32 = 2;
 
 /// The version of the manifest descriptor's layout ([`NOTE_TYPE_MANIFEST`]). It is the manifest's
 /// own: a reader refuses a version it does not know, and the ABI version does not change with it.
 pub const MANIFEST_VERSION: u32 = 1;
+
+/// [`ManifestDevice::flags`] bit: the app runs without the device too (apps/www takes a store
+/// with its site only when it serves one from a disk image), so `fata run` does not require it.
+pub const MANIFEST_OPTIONAL: u32 = 1;
 
 /// The most devices a manifest declares: as many as the boot info holds.
 pub const MANIFEST_DEVICES_MAX: usize = crate::MAX_DEVICES;
@@ -85,8 +89,8 @@ pub struct ManifestHeader {
 pub struct ManifestDevice {
     /// A [`DeviceKind`](crate::DeviceKind) number other than `None`.
     pub kind: u32,
-    /// Zero.
-    pub reserved: u32,
+    /// [`MANIFEST_OPTIONAL`] or zero; no other bit is defined.
+    pub flags: u32,
     /// The name the app takes the device by, UTF-8, NUL-padded (as [`DeviceInfo::name`](crate::DeviceInfo::name)).
     pub name: [u8; 16],
 }

@@ -55,7 +55,8 @@ pub fn exit(status: i32) -> ! {
     }
 }
 
-/// Stores to a device's doorbell: exits to the monitor, which sends the device's transmit ring.
+/// Stores to a device's doorbell: exits to the monitor, which sends a network device's transmit
+/// ring, or takes and starts a block device's published requests.
 pub fn doorbell(addr: GuestAddr) {
     // SAFETY: `addr` is a doorbell from the boot info, in the doorbell window the monitor maps for
     // this purpose and which no Rust object occupies; the store has no other effect on memory.

@@ -3,7 +3,8 @@
 //! This is the lowest layer inside the guest. It implements [`fata_platform::Platform`] as
 //! [`Hvt`] over the hvt ABI (`fata-hvt-abi`): console, clocks from the TSC, entropy, blocking
 //! `yield`, exit, the app's arguments from the boot info, network devices over shared rings
-//! ([`net::HvtNet`]) and read-only key-value stores read in place ([`kv::HvtKv`]).
+//! ([`net::HvtNet`]), block devices over request and completion rings ([`block::HvtBlock`]) and
+//! read-only key-value stores read in place ([`kv::HvtKv`]).
 //!
 //! Built with `--cfg fata_target="hvt"` it also provides the runtime a freestanding image needs
 //! (module `rt`): `_start`, the `memcpy` family, unwinding stubs, the panic handler (prints
@@ -18,6 +19,7 @@
 extern crate alloc;
 
 mod args;
+pub mod block;
 mod boot;
 mod clock;
 pub mod hypercall;
@@ -63,14 +65,18 @@ impl Platform for Hvt {
     }
 
     fn yield_until(interest: ReadySet, deadline_ns: Option<u64>) -> ReadySet {
-        // Frames already waiting: answer without an exit. Otherwise exit even for a deadline
-        // already past: the monitor moves frames only on exits, so this is how a busy executor's
-        // periodic zero-deadline poll sends what it queued and sees what arrived.
-        let ready = net::ready(interest.0);
-        if ready != 0 {
+        // Frames or block completions already waiting: answer without an exit, unless block
+        // requests wait to be taken, which only an exit does (a poll, then). Otherwise exit even
+        // for a deadline already past: the monitor moves frames and block requests only on
+        // exits, so this is how a busy executor's periodic zero-deadline poll sends what it
+        // queued and sees what arrived.
+        let ready = net::ready(interest.0) | block::ready(interest.0);
+        let untaken = block::untaken();
+        if ready != 0 && !untaken {
             return ReadySet(ready);
         }
         let timeout = match deadline_ns {
+            _ if ready != 0 => 0,
             None => YIELD_FOREVER,
             Some(deadline) => deadline
                 .saturating_sub(clock::monotonic_ns())
@@ -95,10 +101,15 @@ impl Platform for Hvt {
             let net: Box<dyn fata_platform::Net> = Box::new(net::HvtNet::new(rings.clone()));
             Device::Net(rings.name.clone(), net)
         });
+        let blocks = block::devices().iter().map(|rings| {
+            let block: Box<dyn fata_platform::Block> =
+                Box::new(block::HvtBlock::new(rings.clone()));
+            Device::Block(rings.name.clone(), block)
+        });
         let kvs = kv::devices().into_iter().map(|(name, store)| {
             let kv: Box<dyn fata_platform::Kv> = Box::new(store);
             Device::Kv(name, kv)
         });
-        nets.chain(kvs).collect()
+        nets.chain(blocks).chain(kvs).collect()
     }
 }

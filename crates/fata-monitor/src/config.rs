@@ -1,6 +1,7 @@
 //! How to run a guest: memory, arguments and devices, and the one check of the devices' names and
 //! number before anything is opened.
 
+use fata_blockfile::Mode;
 use fata_device_spec::SpecError;
 use fata_hvt_abi::MAX_DEVICES;
 use std::path::PathBuf;
@@ -21,8 +22,10 @@ pub struct Config {
     pub stats: bool,
     /// Network interfaces, each backed by a tap device.
     pub nets: Vec<NetConfig>,
-    /// Read-only key-value stores, each a host directory. With the network interfaces, at most
-    /// `MAX_DEVICES` devices, every one with its own name.
+    /// Block devices, each a host file or block device node.
+    pub blocks: Vec<BlockConfig>,
+    /// Read-only key-value stores, each a host directory. With the network interfaces and the
+    /// block devices, at most `MAX_DEVICES` devices, every one with its own name.
     pub kvs: Vec<KvConfig>,
     /// While frames arrive faster than the guest exits for them, resume it at most once per this
     /// interval, so that one exit serves a batch (interrupt coalescing, see
@@ -37,6 +40,7 @@ impl Default for Config {
             args: Vec::new(),
             stats: false,
             nets: Vec::new(),
+            blocks: Vec::new(),
             kvs: Vec::new(),
             net_coalesce: Duration::ZERO,
         }
@@ -54,12 +58,24 @@ pub struct NetConfig {
     pub mac: Option<[u8; 6]>,
 }
 
-/// One key-value store as the command line gives it (`--kv NAME=DIR`).
+/// One block device as the command line gives it (`--block NAME=FILE[:ro|:cow]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockConfig {
+    /// The name the guest looks the device up by (`storage` by default in the CLI).
+    pub name: String,
+    /// The host file (or block device node) behind it; its size in whole sectors is the device's.
+    pub path: PathBuf,
+    /// Read-write, read-only, or copy-on-write (writes stay in the monitor's memory).
+    pub mode: Mode,
+}
+
+/// One key-value store as the command line gives it (`--kv NAME=DIR` or `--kv NAME=IMG`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KvConfig {
     /// The name the guest looks the store up by (`data` by default in the CLI).
     pub name: String,
-    /// The directory whose regular files become the store's keys and values.
+    /// The directory whose regular files become the store's keys and values, or a FAT image
+    /// file whose files do.
     pub dir: PathBuf,
 }
 
@@ -68,8 +84,8 @@ pub struct KvConfig {
 pub enum DeviceError {
     /// More devices than the boot info holds.
     #[error(
-        "{0} devices were given, but at most {MAX_DEVICES} (network interfaces and stores \
-         together) are supported"
+        "{0} devices were given, but at most {MAX_DEVICES} (network interfaces, block devices and \
+         stores together) are supported"
     )]
     TooMany(usize),
     /// A name is unusable or repeated.
@@ -81,12 +97,14 @@ impl Config {
     /// Checks the devices' number and names (the rule every target shares,
     /// `fata_device_spec`): the only place the monitor checks them.
     pub(crate) fn check_devices(&self) -> Result<(), DeviceError> {
-        let count = self.nets.len() + self.kvs.len();
+        let count = self.nets.len() + self.blocks.len() + self.kvs.len();
         if count > MAX_DEVICES {
             return Err(DeviceError::TooMany(count));
         }
-        let names = self.nets.iter().map(|n| n.name.as_str());
-        fata_device_spec::check_unique(names.chain(self.kvs.iter().map(|k| k.name.as_str())))?;
+        let names = (self.nets.iter().map(|n| n.name.as_str()))
+            .chain(self.blocks.iter().map(|b| b.name.as_str()))
+            .chain(self.kvs.iter().map(|k| k.name.as_str()));
+        fata_device_spec::check_unique(names)?;
         Ok(())
     }
 }
@@ -114,6 +132,29 @@ mod tests {
             kvs,
             ..Config::default()
         };
+        let block = |name: &str| BlockConfig {
+            name: name.into(),
+            path: "/dev/null".into(),
+            mode: Mode::ReadOnly,
+        };
+        let with_blocks = |names: &[&str]| Config {
+            blocks: names.iter().map(|n| block(n)).collect(),
+            ..config(vec![net("service")], vec![kv("data")])
+        };
+        assert!(with_blocks(&["storage", "cache"]).check_devices().is_ok());
+        for repeated in ["service", "data", "cache"] {
+            assert_eq!(
+                with_blocks(&["cache", repeated]).check_devices(),
+                Err(SpecError::Repeated(repeated.into()).into())
+            );
+        }
+        assert!(with_blocks(&["sixteen-bytes-xx"]).check_devices().is_err());
+        let names: Vec<String> = (0..7).map(|i| format!("b{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        assert_eq!(
+            with_blocks(&names).check_devices(),
+            Err(DeviceError::TooMany(9))
+        );
         assert!(
             config(vec![net("service")], vec![kv("data")])
                 .check_devices()

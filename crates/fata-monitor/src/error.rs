@@ -2,6 +2,7 @@
 //! maps to ([`EXIT_CODES`]). Each step's module owns its error; this enum wraps them with what the
 //! monitor was doing.
 
+use crate::block::BlockSetupError;
 use crate::config::DeviceError;
 use crate::elf::ImageError;
 use crate::kv::StoreError;
@@ -98,6 +99,9 @@ pub enum Error {
     /// A network device cannot be set up.
     #[error(transparent)]
     Net(#[from] NetSetupError),
+    /// A block device cannot be set up.
+    #[error(transparent)]
+    Block(#[from] BlockSetupError),
     /// A key-value store cannot be set up.
     #[error(transparent)]
     Kv(#[from] StoreError),
@@ -123,6 +127,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         i32::from(match self {
             Error::Stopped { signal } => return 128 + signal,
+            Error::Block(_) => EXIT_BLOCK,
             Error::Kv(_) => EXIT_KV,
             Error::Devices(_) | Error::Net(_) => EXIT_NET,
             Error::HostIo { .. } => EXIT_HOST_IO,
@@ -138,6 +143,7 @@ impl Error {
     }
 }
 
+const EXIT_BLOCK: u8 = 115;
 const EXIT_KV: u8 = 116;
 const EXIT_NET: u8 = 117;
 const EXIT_HOST_IO: u8 = 118;
@@ -155,9 +161,14 @@ const EXIT_ABI: u8 = 125;
 /// checks against this one.
 pub const EXIT_CODES: &[(u8, &str)] = &[
     (
+        EXIT_BLOCK,
+        "a block device cannot be opened: missing or unreadable file, not a file or block device, in \
+         use by another program, no io_uring (the message says what to do)",
+    ),
+    (
         EXIT_KV,
-        "a key-value store cannot be set up: unreadable file or directory, a name that is not \
-         UTF-8, too large for `--mem` (the message says what fits)",
+        "a key-value store cannot be set up: unreadable file or directory, a damaged FAT \
+         image, a name that is not UTF-8, too large for `--mem` (the message says what fits)",
     ),
     (
         EXIT_NET,

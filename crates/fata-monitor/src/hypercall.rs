@@ -1,6 +1,7 @@
 //! Hypercall handlers: read the argument struct through the checked accessor, act, write back the
 //! fields marked *out*.
 
+use crate::block::Blocks;
 use crate::memory::{GuestRam, OutOfRam};
 use crate::net::Nets;
 use crate::violation::{AbiViolation, Stop};
@@ -29,17 +30,20 @@ pub struct Counts {
     pub yields: u64,
     /// Yields with a zero timeout: polls that never sleep.
     pub polls: u64,
-    /// Doorbell stores: the guest's transmit ring was full.
+    /// Doorbell stores: a network device's transmit ring was full, or a guest started block
+    /// requests without waiting.
     pub doorbell_exits: u64,
 }
 
 /// The state hypercalls act on: guest RAM, the console and a bounce buffer for its bytes, the
-/// network devices.
+/// network and block devices.
 pub struct Handler<'a> {
     /// Guest memory.
     pub ram: &'a GuestRam,
     /// The network devices, which `Yield` waits for.
     pub nets: &'a Nets,
+    /// The block devices, which `Yield` serves and waits for.
+    pub blocks: &'a mut Blocks,
     /// Where console writes go.
     pub console: &'a mut dyn Write,
     /// Console bytes on their way out; allocated once, before the seccomp filter.
@@ -78,7 +82,9 @@ impl Handler<'_> {
             }
             Hypercall::Yield => {
                 let mut a: YieldArgs = self.ram.read_struct(args).map_err(bad)?;
-                a.ready = self.nets.wait(self.ram, a.interest, a.timeout_ns)?;
+                a.ready = self
+                    .nets
+                    .wait(self.ram, self.blocks, a.interest, a.timeout_ns)?;
                 self.ram.write_struct(args, &a).map_err(bad)?;
                 self.counts.yields += 1;
                 self.counts.polls += u64::from(a.timeout_ns == 0);
@@ -88,9 +94,10 @@ impl Handler<'_> {
         }
     }
 
-    /// A store to doorbell `slot`: send that device's transmit ring now.
+    /// A store to doorbell `slot`: send that network device's transmit ring, or take and start
+    /// that block device's requests, now.
     pub fn doorbell(&mut self, slot: u64, addr: u64) -> Result<Action, Stop> {
-        if !self.nets.flush(self.ram, slot)? {
+        if !self.nets.flush(self.ram, slot)? && !self.blocks.doorbell(self.ram, slot)? {
             return Err(Stop::Abi(AbiViolation::NoMemory { addr }));
         }
         self.counts.doorbell_exits += 1;
@@ -107,9 +114,11 @@ mod tests {
     fn run(ram: &GuestRam, call: Hypercall, args: GuestAddr) -> (Result<Action, Stop>, Vec<u8>) {
         let mut out = Vec::new();
         let nets = Nets::open(&[], Duration::ZERO).unwrap();
+        let mut blocks = Blocks::open(&[], 0).unwrap();
         let mut h = Handler {
             ram,
             nets: &nets,
+            blocks: &mut blocks,
             console: &mut out,
             buffer: Vec::new(),
             counts: Counts::default(),

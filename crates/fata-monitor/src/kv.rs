@@ -1,21 +1,24 @@
-//! Read-only key-value stores: a host directory copied into guest RAM the guest cannot write.
+//! Read-only key-value stores: a host directory or a FAT image copied into guest RAM the guest
+//! cannot write.
 //!
 //! At start-up, before the VM exists, [`Kvs::scan`] walks each directory (the regular files below
 //! it, recursively; keys are `/`-separated relative paths, sorted bytewise, as the unix target
-//! lists them) and sizes its region: a [`KvHeader`], one [`KvEntry`] per file, the keys, then the
+//! lists them) or each FAT image (its files, keyed the same way, read with fata-disk) and sizes
+//! its region: a [`KvHeader`], one [`KvEntry`] per file, the keys, then the
 //! values at multiples of [`KV_VALUE_ALIGN`]. [`Kvs::place`] puts the regions below the network
 //! rings; the page tables map them user-readable, not writable and not executable, so a guest
-//! store there faults. [`Kvs::write`] reads the files straight into guest RAM through the checked
-//! accessor. The guest reads the region in place (no hypercall) and the monitor never reads it
+//! store there faults. [`Kvs::write`] reads the files (or the image's files) straight into guest RAM
+//! through the checked accessor. The guest reads the region in place (no hypercall) and the monitor never reads it
 //! back, so nothing in it is trusted from the guest.
 //!
 //! Symbolic links and special files are skipped (the unix target does not list them either); a
 //! file or directory that cannot be read, a name that is not UTF-8, a key over [`KV_KEY_MAX`]
 //! bytes, more than [`KV_ENTRIES_MAX`] files or more bytes than guest RAM can spare are errors
-//! that name the path and say what to do.
+//! that name the path and say what to do; so is an image that is not FAT or is damaged.
 
 use crate::config::KvConfig;
 use crate::memory::{GuestRam, OutOfRam};
+use fata_disk::Image;
 use fata_hvt_abi::GuestAddr;
 use fata_hvt_abi::{
     DeviceInfo, DeviceKind, KV_ENTRIES_MAX, KV_KEY_MAX, KV_VALUE_ALIGN, KvEntry, KvHeader,
@@ -23,7 +26,7 @@ use fata_hvt_abi::{
 };
 use fata_hvt_codec::Codec;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 use vm_memory::ReadVolatile;
@@ -34,7 +37,7 @@ use vm_memory::ReadVolatile;
 pub struct StoreError {
     /// The store's name.
     pub name: String,
-    /// The directory behind it.
+    /// The directory or FAT image behind it.
     pub dir: PathBuf,
     /// Why.
     #[source]
@@ -58,9 +61,12 @@ pub enum KvError {
     /// A key is longer than the ABI allows.
     #[error("{} makes a key longer than {KV_KEY_MAX} bytes", .0.display())]
     KeyTooLong(PathBuf),
-    /// The directory holds too many files.
-    #[error("the directory holds more than {KV_ENTRIES_MAX} files")]
+    /// The directory or image holds too many files.
+    #[error("it holds more than {KV_ENTRIES_MAX} files")]
     TooManyFiles,
+    /// The FAT image cannot be read.
+    #[error(transparent)]
+    Image(Box<fata_disk::Error>),
     /// A file changed size between the scan and the copy.
     #[error(
         "{} changed while it was being read; keep the directory still while the guest boots",
@@ -107,9 +113,18 @@ pub const MIN_HEAP_BYTES: u64 = 1 << 20;
 #[derive(Debug)]
 struct FileEntry {
     key: String,
-    path: PathBuf,
+    origin: Origin,
     len: u64,
     value_offset: u64,
+}
+
+/// Where a file's bytes come from.
+#[derive(Debug)]
+enum Origin {
+    /// A host file.
+    Host(PathBuf),
+    /// A file of the store's FAT image.
+    Fat(Box<fata_disk::Entry>),
 }
 
 /// One store: its files and where its region lies.
@@ -117,6 +132,8 @@ struct FileEntry {
 struct Store {
     name: String,
     dir: PathBuf,
+    /// The FAT image the files are in, when the store is one.
+    image: Option<Image>,
     files: Vec<FileEntry>,
     /// Bytes of the region that hold the store.
     len: u64,
@@ -145,12 +162,20 @@ impl Kvs {
             };
             let name = &config.name;
             let mut files = Vec::new();
-            collect(&config.dir, "", &mut files).map_err(fail)?;
+            let image = if config.dir.is_file() {
+                let image = Image::open(&config.dir).map_err(|e| fail(e.into()))?;
+                collect_image(&image, &config.dir, &mut files).map_err(fail)?;
+                Some(image)
+            } else {
+                collect(&config.dir, "", &mut files).map_err(fail)?;
+                None
+            };
             files.sort_by(|a, b| a.key.cmp(&b.key));
             let len = lay_out(&mut files);
             stores.push(Store {
                 name: name.clone(),
                 dir: config.dir.clone(),
+                image,
                 files,
                 len,
                 addr: 0,
@@ -250,27 +275,44 @@ impl Kvs {
             ram.write(GuestAddr(store.addr), &index)
                 .map_err(|e| fail(e.into()))?;
             for file in &store.files {
+                let value = GuestAddr(store.addr + file.value_offset);
+                let path = match (&file.origin, &store.image) {
+                    (Origin::Host(path), _) => path,
+                    (Origin::Fat(entry), Some(image)) => {
+                        let mut out = GuestWriter {
+                            ram,
+                            addr: value,
+                            room: file.len,
+                        };
+                        let copied = image
+                            .copy(entry, &mut out, Path::new("guest memory"), &mut |_| {})
+                            .map_err(|e| fail(e.into()))?;
+                        if copied != file.len {
+                            return Err(fail(KvError::Changed(store.dir.join(&file.key))));
+                        }
+                        continue;
+                    }
+                    (Origin::Fat(_), None) => unreachable!("a FAT entry comes with its image"),
+                };
                 let read = |source| {
                     fail(KvError::Read {
-                        path: file.path.clone(),
+                        path: path.clone(),
                         source,
                     })
                 };
-                let mut f = File::open(&file.path).map_err(read)?;
-                let mut slice = ram
-                    .slice(GuestAddr(store.addr + file.value_offset), file.len)
-                    .map_err(|e| fail(e.into()))?;
+                let mut f = File::open(path).map_err(read)?;
+                let mut slice = ram.slice(value, file.len).map_err(|e| fail(e.into()))?;
                 f.read_exact_volatile(&mut slice).map_err(|e| match e {
                     vm_memory::VolatileMemoryError::IOError(io)
                         if io.kind() == io::ErrorKind::UnexpectedEof =>
                     {
-                        fail(KvError::Changed(file.path.clone()))
+                        fail(KvError::Changed(path.clone()))
                     }
                     vm_memory::VolatileMemoryError::IOError(io) => read(io),
                     other => read(io::Error::other(other)),
                 })?;
                 if f.read(&mut [0u8; 1]).map_err(read)? != 0 {
-                    return Err(fail(KvError::Changed(file.path.clone())));
+                    return Err(fail(KvError::Changed(path.clone())));
                 }
             }
         }
@@ -343,13 +385,64 @@ fn collect(dir: &Path, prefix: &str, files: &mut Vec<FileEntry>) -> Result<(), K
                 .len();
             files.push(FileEntry {
                 key,
-                path,
+                origin: Origin::Host(path),
                 len,
                 value_offset: 0,
             });
         }
     }
     Ok(())
+}
+
+/// Adds the files of the FAT image at `path` to `files`, keyed by their paths in it.
+fn collect_image(image: &Image, path: &Path, files: &mut Vec<FileEntry>) -> Result<(), KvError> {
+    for entry in image.entries()?.into_iter().filter(|e| !e.is_dir) {
+        if entry.path.len() as u64 > KV_KEY_MAX {
+            return Err(KvError::KeyTooLong(path.join(&entry.path)));
+        }
+        if files.len() >= KV_ENTRIES_MAX as usize {
+            return Err(KvError::TooManyFiles);
+        }
+        files.push(FileEntry {
+            key: entry.path.clone(),
+            len: entry.size,
+            origin: Origin::Fat(Box::new(entry)),
+            value_offset: 0,
+        });
+    }
+    Ok(())
+}
+
+/// Writes a value into guest RAM through the checked accessor, never past its room.
+struct GuestWriter<'a> {
+    ram: &'a GuestRam,
+    addr: GuestAddr,
+    room: u64,
+}
+
+impl From<fata_disk::Error> for KvError {
+    fn from(error: fata_disk::Error) -> KvError {
+        KvError::Image(Box::new(error))
+    }
+}
+
+impl Write for GuestWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let len = buf.len() as u64;
+        if len > self.room {
+            return Err(io::Error::other(
+                "the file grew past the size it was listed with",
+            ));
+        }
+        self.ram.write(self.addr, buf).map_err(io::Error::other)?;
+        self.addr = GuestAddr(self.addr.0 + len);
+        self.room -= len;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Sets each file's value offset (files sorted by key); returns the region's length.
@@ -425,6 +518,72 @@ mod tests {
         assert_eq!(kv.get("index.html"), Some(&b"<h1>hi</h1>"[..]));
         assert_eq!(kv.get("css/deep/x"), Some(&b""[..]));
         assert_eq!(kvs.totals(), (3, 17));
+    }
+
+    #[test]
+    fn a_fat_image_becomes_the_same_region_as_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = dir.path().join("site");
+        std::fs::create_dir_all(site.join("docs/a long directory name")).unwrap();
+        std::fs::create_dir_all(site.join("empty")).unwrap();
+        std::fs::write(site.join("index.html"), b"<h1>hi</h1>").unwrap();
+        std::fs::write(site.join("docs/a long directory name/page.html"), b"page").unwrap();
+        std::fs::write(site.join("docs/zero"), b"").unwrap();
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(site.join("docs/big.bin"), &big).unwrap();
+        let image = dir.path().join("site.img");
+        fata_disk::create(&site, &image, &Default::default(), &mut |_| {}).unwrap();
+        let region = |path: &Path| {
+            let mut kvs = Kvs::scan(&config(path), 0).unwrap();
+            kvs.place(30 << 20, 2 << 20, 32 << 20).unwrap();
+            let ram = GuestRam::new(32 << 20).unwrap();
+            kvs.write(&ram).unwrap();
+            let mut infos = [DeviceInfo::EMPTY; fata_hvt_abi::MAX_DEVICES];
+            kvs.device_infos(&mut infos);
+            let mut region = vec![0u8; infos[0].ring_len as usize];
+            ram.read(infos[0].ring_addr, &mut region).unwrap();
+            region
+        };
+        let from_image = region(&image);
+        assert_eq!(from_image, region(&site));
+        let kv = KvRegion::new_checked(&from_image).unwrap();
+        let keys: Vec<&str> = kv.iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                "docs/a long directory name/page.html",
+                "docs/big.bin",
+                "docs/zero",
+                "index.html"
+            ]
+        );
+        assert_eq!(kv.get("docs/big.bin"), Some(&big[..]));
+        assert_eq!(kv.get("docs/zero"), Some(&b""[..]));
+    }
+
+    #[test]
+    fn a_damaged_image_is_refused_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("garbage.img");
+        std::fs::write(&garbage, vec![0x5a; 64 << 10]).unwrap();
+        let err = Kvs::scan(&config(&garbage), 0).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("garbage.img is not a FAT image") && text.contains("mkfs.fat"),
+            "{text}"
+        );
+        let site = dir.path().join("site");
+        std::fs::create_dir(&site).unwrap();
+        std::fs::write(site.join("f"), b"x").unwrap();
+        let image = dir.path().join("cut.img");
+        fata_disk::create(&site, &image, &Default::default(), &mut |_| {}).unwrap();
+        let bytes = std::fs::read(&image).unwrap();
+        std::fs::write(&image, &bytes[..bytes.len() / 2]).unwrap();
+        let err = Kvs::scan(&config(&image), 0).unwrap_err().to_string();
+        assert!(
+            err.contains("cut.img is damaged") && err.contains("cut short"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -73,8 +73,8 @@ pub enum LayoutError {
          3 GiB"
     )]
     BadMemSize(u64),
-    /// The network rings leave no room for the image and heap.
-    #[error("{mem} bytes of guest memory cannot hold the network rings and the image; raise --mem")]
+    /// The device rings leave no room for the image and heap.
+    #[error("{mem} bytes of guest memory cannot hold the device rings and the image; raise --mem")]
     RingsTooLarge {
         /// The memory size.
         mem: u64,

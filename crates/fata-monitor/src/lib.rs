@@ -6,16 +6,17 @@
 //! 1. validate the ELF image ([`parse_image`]: a pure function with one error per defect);
 //! 2. lay out guest memory (`layout`): the image phys == virt at 1 MiB, identity page tables with
 //!    per-segment permissions, a GDT with DPL3 segments and a TSS, the boot info and the arguments;
-//!    Each key-value store (`kv`) is a host directory read into a region of guest RAM that the
-//!    page tables map read-only;
+//!    Each key-value store (`kv`) is a host directory or FAT image read into a region of guest
+//!    RAM that the page tables map read-only;
 //! 3. create the VM (`vm`, with the
 //!    entry state in `arch`): the vCPU starts at the entry point at CPL3 with paging, long mode and
 //!    SSE already on;
 //! 4. confine the thread with a seccomp allow-list (`seccomp`);
 //! 5. run the vCPU loop, decoding each exit (`exit::decode`, pure) and serving hypercalls
 //!    (`hypercall`), until the guest exits, faults or breaks the ABI. Network devices (`net`)
-//!    are served on the guest's exits: each `Yield` moves frames between the taps and the rings in
-//!    guest RAM before it sleeps.
+//!    and block devices (`block`) are served on the guest's exits: each `Yield` moves frames
+//!    between the taps and the rings in guest RAM, and takes block requests and publishes their
+//!    completions, before it sleeps (`poll`).
 //!
 //! Every guest address and length passes through one checked accessor, `memory::GuestRam::slice`.
 //! A hostile guest ends the run with an [`Error`]; it never panics the monitor or reaches host
@@ -31,6 +32,7 @@
 //! to the crate: VM setup is only sound in the order `run` does it.
 
 mod arch;
+mod block;
 mod config;
 mod elf;
 mod error;
@@ -40,20 +42,24 @@ mod kv;
 mod layout;
 mod memory;
 mod net;
+mod poll;
 mod seccomp;
 mod signal;
 mod violation;
 mod vm;
 
-pub use config::{Config, DEFAULT_MEM_BYTES, DeviceError, KvConfig, NetConfig};
+pub use block::{BlockSetupError, SLOTS as BLOCK_SLOTS};
+pub use config::{BlockConfig, Config, DEFAULT_MEM_BYTES, DeviceError, KvConfig, NetConfig};
 pub use elf::{Image, ImageError, MAX_SEGMENTS, Segment, parse_image, read_manifest};
 pub use error::{EXIT_CODES, Error, FaultKind};
+pub use fata_blockfile::Mode as BlockMode;
 pub use kv::{KvError, StoreError};
 pub use layout::LayoutError;
 pub use memory::OutOfRam;
 pub use net::{NetSetupError, RX_SLOTS as NET_RX_SLOTS, TX_SLOTS as NET_TX_SLOTS};
 pub use violation::{AbiViolation, RingDefect};
 
+use block::Blocks;
 use fata_hvt_abi::{ABI_VERSION, BootInfo, CONSOLE_WRITE_MAX, LOAD_ADDR};
 use hypercall::{Counts, Handler};
 use kv::Kvs;
@@ -92,12 +98,13 @@ pub fn run_with_console(
 ) -> Result<GuestExit, Error> {
     let start = Instant::now();
     config.check_devices()?;
-    let guest = Guest::load(image, config)?;
+    let mut guest = Guest::load(image, config)?;
     let mut vm = Vm::new(&guest.ram, guest.entry, config.mem_bytes)?;
     guest.write_boot_info(&vm, config)?;
     let mut handler = Handler {
         ram: &guest.ram,
         nets: &guest.nets,
+        blocks: &mut guest.blocks,
         console,
         buffer: Vec::with_capacity(CONSOLE_WRITE_MAX as usize),
         counts: Counts::default(),
@@ -114,19 +121,23 @@ pub fn run_with_console(
             setup = start.elapsed();
             vm.run(&mut handler, &mut exits)
         });
+    let (counts, first_call) = (handler.counts, handler.first_call);
     if config.stats {
         let timings = Timings {
             start,
             setup,
-            first_call: handler.first_call,
+            first_call,
         };
-        print_stats(&guest, &handler.counts, exits, &timings);
+        print_stats(&guest, &counts, exits, &timings);
     }
     result.map(|status| GuestExit { status })
 }
 
 /// A guest laid out in its RAM, devices open, before its VM exists.
 struct Guest {
+    /// Declared before `ram`, so dropped first: the host may still be reading or writing guest
+    /// RAM for a block request until the devices are gone.
+    blocks: Blocks,
     ram: GuestRam,
     nets: Nets,
     kvs: Kvs,
@@ -144,13 +155,15 @@ struct Guest {
 
 impl Guest {
     /// Opens the devices, validates the image and lays everything out in fresh guest RAM: the
-    /// stack at the top, the network rings and key-value regions below it, the image at
-    /// [`LOAD_ADDR`], page tables and arguments below that.
+    /// stack at the top, the network rings, the block rings and the key-value regions below it,
+    /// the image at [`LOAD_ADDR`], page tables and arguments below that. Devices get handles in
+    /// that order too: network interfaces, block devices, stores.
     fn load(image: &Path, config: &Config) -> Result<Guest, Error> {
         let stack_bottom = layout::stack_bottom(config.mem_bytes)?;
         let mut nets = Nets::open(&config.nets, config.net_coalesce)?;
-        let mut kvs = Kvs::scan(&config.kvs, config.nets.len())?;
-        let rings_bottom = nets.place(stack_bottom);
+        let mut blocks = Blocks::open(&config.blocks, config.nets.len() as u32)?;
+        let mut kvs = Kvs::scan(&config.kvs, config.nets.len() + config.blocks.len())?;
+        let rings_bottom = blocks.place(nets.place(stack_bottom));
         if rings_bottom <= LOAD_ADDR {
             return Err(Error::Config(layout::LayoutError::RingsTooLarge {
                 mem: config.mem_bytes,
@@ -169,8 +182,21 @@ impl Guest {
         layout::load_image(&ram, &bytes, &parsed)?;
         layout::write_tables(&ram, &parsed, &kvs.read_only())?;
         kvs.write(&ram)?;
+        blocks
+            .write_headers(&ram)
+            .map_err(|e| Error::Config(e.into()))?;
+        // What a block request's buffer may lie in: memory the guest may write, which holds no
+        // ring, key-value region, page table or boot info.
+        let mut writable: Vec<(u64, u64)> = (parsed.segments.iter())
+            .filter(|s| s.writable)
+            .map(|s| (s.addr, s.end()))
+            .collect();
+        writable.push((parsed.end, heap_end));
+        writable.push((stack_bottom, config.mem_bytes));
+        blocks.set_writable(writable);
         let cmdline_len = layout::write_args(&ram, &config.args)?;
         Ok(Guest {
+            blocks,
             ram,
             nets,
             kvs,
@@ -191,10 +217,11 @@ impl Guest {
             source: std::io::Error::other(e),
         })?;
         let mut devices = self.nets.device_infos();
+        self.blocks.device_infos(&mut devices);
         self.kvs.device_infos(&mut devices);
         let info = BootInfo {
             abi_version: ABI_VERSION,
-            device_count: (config.nets.len() + self.kvs.len()) as u32,
+            device_count: (config.nets.len() + self.blocks.len() + self.kvs.len()) as u32,
             mem_size: config.mem_bytes,
             kernel_end: self.kernel_end,
             stack_bottom: self.stack_bottom,
@@ -221,7 +248,7 @@ struct Timings {
     first_call: Option<Instant>,
 }
 
-/// `--stats`: exits, console, key-value and network counters, and timings, on stderr.
+/// `--stats`: exits, console, key-value, network and block counters, and timings, on stderr.
 fn print_stats(guest: &Guest, c: &Counts, exits: u64, timings: &Timings) {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let first = timings.first_call.map_or(0.0, |t| ms(t - timings.start));
@@ -266,6 +293,30 @@ fn print_stats(guest: &Guest, c: &Counts, exits: u64, timings: &Timings) {
             c.doorbell_exits,
             n.dropped_in,
             n.dropped_out,
+        );
+    }
+    if !guest.blocks.is_empty() {
+        let b = guest.blocks.stats();
+        eprintln!(
+            "fata-monitor: block: {} requests ({} reads, {} writes, {} flushes, {} discards); \
+             {} bytes read, {} bytes written; {:.1} requests per exit, at most {} in flight; {} \
+             refused as malformed, {} failed on the host; {} io_uring_enter calls, {} direct; {} \
+             journal commits, {} sectors recovered at open",
+            b.requests,
+            b.reads,
+            b.writes,
+            b.flushes,
+            b.discards,
+            b.bytes_read,
+            b.bytes_written,
+            b.requests as f64 / exits.max(1) as f64,
+            b.most_in_flight,
+            b.refused,
+            b.failed,
+            b.enters,
+            b.direct,
+            b.journal_commits,
+            b.recovered_sectors,
         );
     }
 }

@@ -8,7 +8,9 @@
 //! - at every `Yield` ([`Nets::wait`]) it writes the published transmit frames to the taps and
 //!   reads what the taps hold into free receive slots; if a device of interest then has a frame it
 //!   resumes the guest at once, otherwise it sleeps in `ppoll` on those devices' taps until a frame
-//!   arrives or the deadline passes, and moves frames again;
+//!   arrives or the deadline passes, and moves frames again. The block devices join the same
+//!   loop through `poll::Service`: they are served before each readiness check, and their
+//!   completion descriptors are watched beside the taps;
 //! - a guest whose transmit ring is full stores to the device's doorbell, which exits here
 //!   ([`Nets::flush`]): the frames go out and the guest resumes.
 //! - with a coalescing interval (`fata run --coalesce-us`), a `Yield` that finds frames already
@@ -27,6 +29,7 @@
 
 use crate::config::NetConfig;
 use crate::memory::GuestRam;
+use crate::poll::{Service, wait_readable};
 use crate::violation::{AbiViolation, RingDefect, Stop};
 use fata_hvt_abi::{
     COALESCE_BELOW, DeviceInfo, DeviceKind, GuestAddr, MAX_DEVICES, NET_FRAME_MAX, NET_FRAME_MIN,
@@ -294,13 +297,20 @@ impl Nets {
         ready
     }
 
-    /// The `Yield` hypercall: moves every device's frames, then waits until a device in
-    /// `interest` has a received frame or `timeout_ns` passes; returns the ready devices.
-    pub fn wait(&self, ram: &GuestRam, interest: u64, timeout_ns: u64) -> Result<u64, Stop> {
+    /// The `Yield` hypercall: moves every device's frames and serves `others` (the block
+    /// devices), then waits until a device in `interest` has a received frame or whatever
+    /// `others` reports ready, or `timeout_ns` passes; returns the ready devices.
+    pub fn wait(
+        &self,
+        ram: &GuestRam,
+        others: &mut dyn Service,
+        interest: u64,
+        timeout_ns: u64,
+    ) -> Result<u64, Stop> {
         let known = self
             .devices
             .iter()
-            .fold(0u64, |set, d| set | (1 << d.handle));
+            .fold(others.handles(), |set, d| set | (1 << d.handle));
         let interest = interest & known;
         if timeout_ns == YIELD_FOREVER && interest == 0 {
             return Err(Stop::Abi(AbiViolation::WaitsForever));
@@ -310,14 +320,14 @@ impl Nets {
             ns => Instant::now().checked_add(Duration::from_nanos(ns)),
         };
         let mut taps = [0 as RawFd; MAX_DEVICES];
-        let mut watched = 0;
+        let mut taps_watched = 0;
         for d in self
             .devices
             .iter()
             .filter(|d| interest & (1 << d.handle) != 0)
         {
-            taps[watched] = d.tap.as_raw_fd();
-            watched += 1;
+            taps[taps_watched] = d.tap.as_raw_fd();
+            taps_watched += 1;
         }
         // Whether frames were already waiting when the guest yielded, having arrived before any
         // answer to what it was last given went out (the first pass reads the taps before it
@@ -335,7 +345,8 @@ impl Nets {
             for device in &self.devices {
                 received += self.step(ram, device, receive_first)?.received;
             }
-            let ready = self.ready(ram, interest);
+            others.serve(ram)?;
+            let ready = self.ready(ram, interest) | others.ready(ram, interest);
             let behind = *behind.get_or_insert(received > 0 && !answered_before);
             if behind && !napped && received < COALESCE_BELOW {
                 // Frames keep coming: resume the guest at most once per `coalesce`, so that one
@@ -367,9 +378,12 @@ impl Nets {
                 },
                 None => None,
             };
-            // A device of interest has an empty receive ring here, so its tap is worth watching.
-            wait_readable(&taps[..watched], left)
-                .map_err(|e| Stop::Host("waiting for the network", e))?;
+            // A device of interest has an empty receive ring here, so its tap is worth watching;
+            // the other devices say which of their descriptors are.
+            let mut fds = taps;
+            let watched = taps_watched + others.wait_fds(interest, &mut fds[taps_watched..]);
+            wait_readable(&fds[..watched], left)
+                .map_err(|e| Stop::Host("waiting for the devices", e))?;
             self.sleeps.set(self.sleeps.get() + 1);
         }
     }
@@ -512,47 +526,6 @@ impl<B: BitmapSlice> Port<'_, B> {
         }
         Ok(received)
     }
-}
-
-/// Waits until one of `fds` is readable or `timeout` passes (`None`: no limit). A signal ends the
-/// wait early without an error.
-fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<()> {
-    let unused = libc::pollfd {
-        fd: -1,
-        events: 0,
-        revents: 0,
-    };
-    let mut polls = [unused; MAX_DEVICES];
-    let fds = &fds[..fds.len().min(MAX_DEVICES)];
-    for (poll, &fd) in polls.iter_mut().zip(fds) {
-        poll.fd = fd;
-        poll.events = libc::POLLIN;
-    }
-    let spec = timeout.map(|t| libc::timespec {
-        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
-        tv_nsec: libc::c_long::from(t.subsec_nanos() as i32),
-    });
-    let spec_ptr = spec
-        .as_ref()
-        .map_or(std::ptr::null(), |s| s as *const libc::timespec);
-    // SAFETY: `polls` holds at least `fds.len()` initialised pollfd structs the kernel writes
-    // `revents` into; `spec_ptr` is null or points at `spec`, which outlives the call; no signal
-    // mask.
-    let rc = unsafe {
-        libc::ppoll(
-            polls.as_mut_ptr(),
-            fds.len() as libc::nfds_t,
-            spec_ptr,
-            std::ptr::null(),
-        )
-    };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

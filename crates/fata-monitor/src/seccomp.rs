@@ -1,8 +1,11 @@
 //! The seccomp allow-list the monitor confines itself to once the VM is set up.
 //!
 //! From then on the thread that runs the guest may only run the vCPU (`KVM_RUN`, `KVM_GET_REGS`),
-//! write the console, read and write the network devices' taps (served on the guest's exits), sleep
-//! (`ppoll` on the taps), read the clock, manage its own heap (no executable mappings) and exit.
+//! write the console, read and write the network devices' taps (served on the guest's exits), make
+//! the calls fata-blockfile makes after `open` (its crate docs list them: `io_uring_enter`, `read`
+//! and `write` on its eventfd, `pwrite64`, `fdatasync` and `ftruncate` for a flush's journal),
+//! sleep (`ppoll` on the taps and the block devices' eventfds), read the clock, manage its own
+//! heap (no executable mappings) and exit.
 //! Any other system call fails with `EPERM`: a failing call surfaces as a clear error rather than
 //! a killed process, and it still cannot reach anything outside the allow-list. The filter applies
 //! to the calling thread (and threads it starts later), for the rest of its life.
@@ -43,6 +46,11 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_sigaltstack,
     libc::SYS_exit,
     libc::SYS_exit_group,
+    // fata-blockfile, after `open`.
+    libc::SYS_io_uring_enter,
+    libc::SYS_pwrite64,
+    libc::SYS_fdatasync,
+    libc::SYS_ftruncate,
 ];
 
 /// Builds the filter of the vCPU thread.
@@ -129,5 +137,63 @@ mod tests {
         .unwrap();
         // The main test thread is not confined.
         assert!(std::fs::File::open("/dev/null").is_ok());
+    }
+
+    #[test]
+    fn a_confined_thread_can_serve_a_block_file_and_flush_its_journal() {
+        use fata_blockfile::{BlockFile, Mode, Op, Request, Status};
+        let disk = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(disk.path(), vec![1u8; 64 * 512]).unwrap();
+        let path = disk.path().to_path_buf();
+        std::thread::spawn(move || {
+            let mut file = BlockFile::open(&path, Mode::ReadWrite).unwrap();
+            confine().unwrap();
+            let mut buffer = vec![7u8; 4096];
+            let buf = buffer.as_mut_ptr();
+            let requests = [
+                (Op::Write { grouped: true }, 0),
+                (Op::Write { grouped: false }, 8),
+                (Op::Flush, 0),
+                (Op::Discard, 16),
+                (Op::Read, 24),
+            ];
+            for (tag, (op, sector)) in requests.into_iter().enumerate() {
+                let len = if op == Op::Flush { 0 } else { 4096 };
+                let request = Request {
+                    tag: tag as u64,
+                    op,
+                    sector,
+                    len,
+                    buf,
+                };
+                // SAFETY: `buffer` is 4096 bytes, outlives `file`, and is not touched until the
+                // loop below has collected every completion. The writes only read it, and the one
+                // read goes last (a flush waits for what came before it), so the writes see 7s.
+                unsafe { file.submit(request) };
+            }
+            let mut done = Vec::new();
+            while done.len() < requests.len() {
+                file.start().unwrap();
+                file.complete(&mut |tag, status| done.push((tag, status)));
+                let _ = crate::poll::wait_readable(
+                    &[file.completion_fd()],
+                    Some(std::time::Duration::from_millis(10)),
+                );
+            }
+            done.sort_by_key(|&(tag, _)| tag);
+            let statuses: Vec<Status> = done.iter().map(|&(_, s)| s).collect();
+            assert_eq!(statuses[..3], [Status::Ok; 3], "{done:?}");
+            assert!(matches!(statuses[3], Status::Ok | Status::Unsupported));
+            assert_eq!(statuses[4], Status::Ok);
+            drop(file);
+            assert!(buffer.iter().all(|&b| b == 1), "the read saw the file");
+        })
+        .join()
+        .unwrap();
+        let bytes = std::fs::read(disk.path()).unwrap();
+        assert!(
+            bytes[..16 * 512].iter().all(|&b| b == 7),
+            "both writes landed"
+        );
     }
 }

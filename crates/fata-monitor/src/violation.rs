@@ -1,8 +1,8 @@
 //! Why serving one of the guest's exits ended the run: the ways a guest can break the hvt ABI
 //! ([`AbiViolation`], [`RingDefect`]) and [`Stop`], what the exit handlers return.
 //!
-//! The network devices, the hypercall handlers and the vCPU loop all stop a run for the same two
-//! reasons, so they share this module rather than importing each other's errors.
+//! The network and block devices, the hypercall handlers and the vCPU loop all stop a run for the
+//! same two reasons, so they share this module rather than importing each other's errors.
 
 use crate::memory::OutOfRam;
 use fata_hvt_abi::{CONSOLE_WRITE_MAX, Hypercall, NET_FRAME_MAX, NET_FRAME_MIN};
@@ -64,9 +64,17 @@ pub enum AbiViolation {
         /// What is wrong with its rings.
         defect: RingDefect,
     },
+    /// A block device's rings the guest left in a state the ABI forbids.
+    #[error("block device {handle}: {defect}")]
+    BlockRing {
+        /// The device's handle.
+        handle: u32,
+        /// What is wrong with its rings.
+        defect: RingDefect,
+    },
 }
 
-/// What is wrong with a network ring the guest wrote.
+/// What is wrong with a network or block ring the guest wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum RingDefect {
     /// A transmit slot's length is outside the frame limits.
@@ -99,6 +107,42 @@ pub enum RingDefect {
         produced: u32,
         /// The guest's index.
         consumed: u32,
+    },
+    /// A block request ring's `requests_produced` is more than a ring ahead of the monitor's
+    /// `requests_consumed`.
+    #[error(
+        "the request ring says {produced} requests were produced, but {consumed} were taken and \
+         the ring is smaller than the difference"
+    )]
+    RequestIndex {
+        /// The guest's index.
+        produced: u32,
+        /// The monitor's index.
+        consumed: u32,
+    },
+    /// A block completion ring's `completions_consumed` moved back, or past the monitor's
+    /// `completions_produced`.
+    #[error(
+        "the completion ring says {consumed} completions were consumed, but only {produced} were \
+         produced (or the index moved back)"
+    )]
+    CompletionIndex {
+        /// The monitor's index.
+        produced: u32,
+        /// The guest's index.
+        consumed: u32,
+    },
+    /// More block requests are outstanding (published, their completions not yet consumed) than
+    /// the ring has slots.
+    #[error(
+        "{outstanding} requests are outstanding (published, their completions not consumed), but \
+         the ring has only {slots} slots"
+    )]
+    Outstanding {
+        /// Requests published minus completions consumed.
+        outstanding: u32,
+        /// The ring's slots.
+        slots: u32,
     },
 }
 

@@ -86,8 +86,12 @@ fn a_directory_or_file_that_cannot_be_read_is_refused() {
         "{text}"
     );
     std::fs::write(dir.path().join("plain"), b"x").unwrap();
+    // A file is taken for a FAT image, and one that is not says so.
     let text = run_with(&dir.path().join("plain"), 32 << 20).to_string();
-    assert!(text.contains("Not a directory"), "{text}");
+    assert!(
+        text.contains("plain is not a FAT image") && text.contains("mkfs.fat"),
+        "{text}"
+    );
 
     use std::os::unix::fs::PermissionsExt;
     let secret = dir.path().join("store/secret");

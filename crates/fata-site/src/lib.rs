@@ -5,7 +5,9 @@
 //! with a navigation bar and a stylesheet), rewrites links between markdown files into links
 //! between pages, and computes each file's content type and ETag. [`write_table`] then writes the
 //! files into a build directory with a Rust table of `include_bytes!` entries that a `no_std` app
-//! `include!`s, so the site is carried inside the unikernel image as a read-only store.
+//! `include!`s, so the site is carried inside the unikernel image as a read-only store; or
+//! [`write_dir`] writes them as files (the `fata-site OUT` program), for a FAT image made with
+//! `fata disk create` that apps/www serves instead (`--site`).
 //!
 //! Every internal link on the rendered site resolves: a link to a file the site does not carry is
 //! rendered as plain text and reported in [`Rendered::warnings`].
@@ -16,6 +18,7 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub use fata_http::{content_type, etag};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use pulldown_cmark::{CowStr, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 
@@ -164,27 +167,6 @@ fn site_file(path: &str, body: Vec<u8>, content_type: &'static str) -> SiteFile 
         etag: etag(&body),
         body,
         content_type,
-    }
-}
-
-/// An entity tag for `body`: its 64-bit FNV-1a hash in hex, quoted.
-pub fn etag(body: &[u8]) -> String {
-    let hash = body.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, &byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    format!("\"{hash:016x}\"")
-}
-
-/// The content type for a file name, by extension.
-pub fn content_type(name: &str) -> &'static str {
-    match name.rsplit_once('.').map(|(_, ext)| ext) {
-        Some("html") => "text/html; charset=utf-8",
-        Some("css") => "text/css; charset=utf-8",
-        Some("js") => "text/javascript; charset=utf-8",
-        Some("svg") => "image/svg+xml",
-        Some("png") => "image/png",
-        Some("txt" | "md") => "text/plain; charset=utf-8",
-        _ => "application/octet-stream",
     }
 }
 
@@ -422,6 +404,30 @@ pub fn benchmark_files() -> Vec<SiteFile> {
         body,
     })
     .collect()
+}
+
+/// Writes `rendered`'s files into `dir`, each at its URL path (`/docs/hvt.html` becomes
+/// `DIR/docs/hvt.html`), as a directory `fata disk create` makes an image of, for apps/www to serve
+/// with `--site` (it takes content types and ETags from the paths and bytes, as here).
+pub fn write_dir(rendered: &Rendered, dir: &Path) -> io::Result<()> {
+    for file in &rendered.files {
+        let relative = file.path.trim_start_matches('/');
+        if relative
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+        {
+            return Err(io::Error::other(format!(
+                "{:?} is not a file's path",
+                file.path
+            )));
+        }
+        let path = dir.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        write_if_changed(&path, &file.body)?;
+    }
+    Ok(())
 }
 
 /// Writes `rendered`'s files into `dir` and, beside them, `site.rs`: a table

@@ -89,3 +89,30 @@ fn etags_and_types() {
     assert_eq!(content_type("x"), "application/octet-stream");
     assert_eq!(slug("The `fata` command!"), "the-fata-command");
 }
+
+#[test]
+fn the_site_is_written_as_files_at_their_paths() {
+    let dir = project(&[
+        ("README.md", "# Fata\n\nSee [hvt](docs/hvt.md).\n"),
+        ("docs/hvt.md", "# hvt\n"),
+    ]);
+    let rendered = render(dir.path()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    write_dir(&rendered, out.path()).unwrap();
+    for file in &rendered.files {
+        let written = std::fs::read(out.path().join(&file.path[1..])).unwrap();
+        assert_eq!(written, file.body, "{}", file.path);
+    }
+    assert!(out.path().join("docs/hvt.html").is_file());
+    assert!(out.path().join("index.html").is_file());
+    let bad = Rendered {
+        files: vec![SiteFile {
+            path: "/../escape".into(),
+            body: Vec::new(),
+            content_type: "text/plain",
+            etag: etag(b""),
+        }],
+        ..Rendered::default()
+    };
+    assert!(write_dir(&bad, out.path()).is_err());
+}

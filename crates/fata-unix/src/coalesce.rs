@@ -68,6 +68,12 @@ pub(crate) fn sending() {
     }
 }
 
+/// Notes devices found ready before the wait (block devices holding finished requests): the next
+/// wait reports them, at once if it is interested in them.
+pub(crate) fn ready_already(ready: ReadySet) {
+    PENDING.fetch_or(ready.0, Ordering::Relaxed);
+}
+
 /// Waits for a device in `interest` or until `timeout_ns` passes (forever when `None`); `now`
 /// reads the monotonic clock. Returns the devices in `interest` that came up.
 pub(crate) fn wait(interest: ReadySet, timeout_ns: Option<u64>, now: fn() -> u64) -> ReadySet {

@@ -2,13 +2,15 @@
 //!
 //! An app built without `--cfg fata_target="hvt"` links this crate and runs as an ordinary process:
 //! the console is stdout, clocks are `clock_gettime`, `yield_until` is one `epoll_pwait2(2)` over
-//! every device's file descriptor, a network interface is a tap device, a block device is a file, a
-//! key-value store is a directory, and the host's own TCP/IP stack is a
+//! every device's file descriptor, a network interface is a tap device, a block device is a file
+//! served through io_uring (fata-blockfile; its requests start when the platform waits), a
+//! key-value store is a directory or a FAT image file, and the host's own TCP/IP stack is a
 //! [`HostSockets`](fata_platform::HostSockets) device.
 //!
 //! Devices come from environment variables that `fata run --target unix` sets from its options, one
 //! variable per kind, each a comma-separated list of `NAME=VALUE`:
-//! `FATA_NET="service=tap0"`, `FATA_BLOCK="storage=disk.img"`, `FATA_KV="data=./site"`.
+//! `FATA_NET="service=tap0"`, `FATA_BLOCK="storage=disk.img,gold=base.img:cow"` (a block device's
+//! file may end in `:ro` or `:cow`), `FATA_KV="data=./site"`.
 
 mod block;
 mod coalesce;
@@ -25,7 +27,7 @@ use fata_device_spec::{DEFAULT_BLOCK, DEFAULT_KV, DEFAULT_NET};
 use fata_platform::{Device, Platform, ReadySet};
 
 pub use block::FileBlock;
-pub use kv::DirKv;
+pub use kv::{DirKv, FatKv};
 pub use sockets::Sockets;
 pub use tap::Tap;
 
@@ -81,6 +83,9 @@ impl Platform for Unix {
     }
 
     fn yield_until(interest: ReadySet, deadline_ns: Option<u64>) -> ReadySet {
+        // Block requests queued since the last wait go to the kernel now, one batch per device;
+        // devices holding finished requests are ready already.
+        coalesce::ready_already(block::start_all());
         let timeout = deadline_ns.map(|deadline| deadline.saturating_sub(Self::monotonic_ns()));
         // Devices outside `interest` stay ready (taps are level-triggered, socket events are kept).
         coalesce::wait(interest, timeout, Self::monotonic_ns)
@@ -151,15 +156,36 @@ fn open_devices() -> Result<Vec<Device>, String> {
     poller::set_sockets_bit(bit);
     let sockets = Sockets::new(bit);
     devices.push(Device::Sockets("host".into(), Box::new(sockets)));
-    for (name, path) in blocks {
-        let block = FileBlock::open(path.as_ref())
-            .map_err(|e| format!("cannot open block device file {path:?}: {e}"))?;
+    for (name, value) in blocks {
+        let (path, mode) =
+            fata_device_spec::block_mode(&value).map_err(|e| format!("FATA_BLOCK: {e}"))?;
+        let bit = ReadySet::single(devices.len() as u32);
+        let block = FileBlock::open(path.as_ref(), mode, bit)
+            .map_err(|e| format!("block device {name}: {e}"))?;
+        poller::watch_device(block.fd(), bit)
+            .map_err(|e| format!("cannot watch block device {name}: {e}"))?;
+        if block.recovered() > 0 {
+            eprintln!(
+                "fata: block device {name}: recovered {} sectors of an interrupted flush from {}",
+                block.recovered(),
+                fata_blockfile::journal_path(path.as_ref()).display()
+            );
+        }
         devices.push(Device::Block(name, Box::new(block)));
     }
-    for (name, dir) in kvs {
-        let kv = DirKv::open(dir.as_ref())
-            .map_err(|e| format!("cannot open key-value directory {dir:?}: {e}"))?;
-        devices.push(Device::Kv(name, Box::new(kv)));
+    for (name, path) in kvs {
+        let path = std::path::Path::new(&path);
+        let kv: Box<dyn fata_platform::Kv> = if path.is_file() {
+            Box::new(FatKv::open(path).map_err(|e| format!("key-value store {name}: {e}"))?)
+        } else {
+            Box::new(DirKv::open(path).map_err(|e| {
+                format!(
+                    "cannot open key-value directory {:?}: {e} (give a directory or a FAT image)",
+                    path.display().to_string()
+                )
+            })?)
+        };
+        devices.push(Device::Kv(name, kv));
     }
     Ok(devices)
 }
