@@ -27,7 +27,7 @@ fn round_trip(bits: u8, kib: u32, kind: Kind, big: usize) {
     for (path, bytes) in &from_mtools {
         image.put(path, bytes);
     }
-    let device = image.device();
+    let (device, memory) = image.device();
     let model = fata::block_on(async move {
         let fs = mount(device).await;
         assert_eq!(fs.kind(), kind);
@@ -121,6 +121,7 @@ fn round_trip(bits: u8, kib: u32, kind: Kind, big: usize) {
         assert!(meta.modified.year >= 2024, "{:?}", meta.modified);
         model
     });
+    image.save(&memory);
     image.assert_clean();
     for (path, bytes) in &model {
         assert_eq!(&image.get(path), bytes, "mcopy reads {path}");
@@ -153,7 +154,7 @@ fn errors_say_what_is_wrong() {
     let image = Image::format(16, 16 * 1024, &["-r", "32"]);
     image.put("/file.txt", b"x");
     image.put("/dir/inner.txt", b"y");
-    let device = image.device();
+    let (device, memory) = image.device();
     fata::block_on(async move {
         let fs = mount(device).await;
         assert_eq!(fs.read("/missing").await, Err(Error::NotFound));
@@ -189,6 +190,7 @@ fn errors_say_what_is_wrong() {
         assert!((5..30).contains(&made), "{made} files fit");
         fs.flush().await.unwrap();
     });
+    image.save(&memory);
     image.assert_clean();
     assert_eq!(image.get("/dir/inner.txt"), b"y");
 }
@@ -199,7 +201,7 @@ fn a_full_disk_refuses_the_write_and_stays_consistent() {
         return;
     }
     let image = Image::format(12, 360, &[]);
-    let device = image.device();
+    let (device, memory) = image.device();
     let kept = pattern(1, 100_000);
     let expected = kept.clone();
     fata::block_on(async move {
@@ -218,6 +220,7 @@ fn a_full_disk_refuses_the_write_and_stays_consistent() {
         assert_eq!(fs.read("/kept.bin").await.unwrap(), kept);
         fs.flush().await.unwrap();
     });
+    image.save(&memory);
     image.assert_clean();
     assert_eq!(image.get("/kept.bin"), expected);
 }

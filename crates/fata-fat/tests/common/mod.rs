@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use fata::BlockDevice;
-use fata_fat::FatFs;
+use fata_fat::{FatFs, MemoryBlock};
 
 /// Whether mkfs.fat, fsck.fat and mtools are here; when not, says so (a strict run fails).
 #[track_caller]
@@ -103,9 +103,16 @@ impl Image {
         assert_clean(&self.path);
     }
 
-    /// The image's file as a block device.
-    pub fn device(&self) -> BlockDevice {
-        BlockDevice::new(Box::new(fata_unix::FileBlock::open(&self.path).unwrap()))
+    /// The image's bytes as a block device, and a handle on it for [`Image::save`].
+    pub fn device(&self) -> (BlockDevice, MemoryBlock) {
+        let memory = MemoryBlock::new(std::fs::read(&self.path).unwrap());
+        (BlockDevice::new(Box::new(memory.clone())), memory)
+    }
+
+    /// Writes back what `memory` holds durably (what its last flush left), as the image file,
+    /// for fsck.fat and mtools to judge.
+    pub fn save(&self, memory: &MemoryBlock) {
+        std::fs::write(&self.path, memory.durable()).unwrap();
     }
 }
 
