@@ -242,3 +242,26 @@ fn a_read_only_disk_reads_and_refuses_writes() {
         assert_eq!(fs.flush().await, Ok(()));
     });
 }
+
+#[test]
+fn writes_past_what_a_host_holds_unflushed_flush_by_themselves() {
+    if !common::tools() {
+        return;
+    }
+    let image = Image::format(32, 96 * 1024, &[]);
+    let (device, memory) = image.device();
+    let handle = memory.clone();
+    let big = pattern(1, 40 << 20);
+    let expected = big.clone();
+    fata::block_on(async move {
+        let fs = mount(device).await;
+        fs.write("/big.bin", &big).await.unwrap();
+        // Hosts hold grouped writes until a flush (the hvt monitor at most 64 MiB): the file
+        // system flushed on its own between steps.
+        assert!(handle.flushes() >= 1, "no flush while 40 MiB were written");
+        fs.flush().await.unwrap();
+    });
+    image.save(&memory);
+    image.assert_clean();
+    assert!(image.get("/big.bin") == expected);
+}
