@@ -255,20 +255,29 @@ impl Store {
         }
         {
             let mut cache = self.cache.borrow_mut();
-            let cache = &mut *cache;
             let mut done = 0;
             for index in first..=last {
-                if !cache.pages.contains_key(&index) {
-                    let len = cache.page_len(index);
-                    cache.insert(index, vec![0; len]);
-                }
-                cache.touch(index);
-                let Some(page) = cache.pages.get_mut(&index) else {
-                    continue; // inserted above
-                };
-                if cache.in_op && !cache.undo.contains_key(&index) {
-                    let before = page.dirty.then(|| page.data.clone());
-                    cache.undo.insert(index, before);
+                // A page missing here is covered whole by the write: it starts as zeros.
+                let len = cache.page_len(index);
+                cache.clock += 1;
+                let used = cache.clock;
+                let Cache {
+                    pages,
+                    lru,
+                    undo,
+                    in_op,
+                    ..
+                } = &mut *cache;
+                let page = pages.entry(index).or_insert_with(|| Page {
+                    data: vec![0; len],
+                    dirty: false,
+                    used,
+                });
+                lru.remove(&page.used);
+                page.used = used;
+                lru.insert(used, index);
+                if *in_op && !undo.contains_key(&index) {
+                    undo.insert(index, page.dirty.then(|| page.data.clone()));
                 }
                 let start = (pos + done as u64 - index * PAGE as u64) as usize;
                 let take = (page.data.len() - start).min(buf.len() - done);
