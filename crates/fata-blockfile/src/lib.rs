@@ -204,6 +204,9 @@ pub struct BlockFileStats {
     pub failed: u64,
     /// `io_uring_enter` calls.
     pub enters: u64,
+    /// Times a request went back into the ring: after a short read or write, or direct I/O the
+    /// file system refused.
+    pub resubmitted: u64,
     /// Flushes that applied grouped writes through the journal.
     pub journal_commits: u64,
     /// Sectors a journal that a crash left behind gave back when the file was opened.
@@ -562,7 +565,9 @@ impl BlockFile {
     }
 
     /// Calls `on_done` with the tag and status of every finished request; returns how many. It
-    /// makes no system call and does not wait.
+    /// makes no system call and does not wait. A request that needs another round (a short read
+    /// or write) goes back into the ring here and reaches the kernel at the next
+    /// [`start`](Self::start): call `complete`, then `start`, then wait.
     pub fn complete(&mut self, on_done: &mut dyn FnMut(u64, Status)) -> usize {
         let mut count = 0;
         while let Some((tag, status)) = self.done.pop_front() {
@@ -800,8 +805,10 @@ impl BlockFile {
         1
     }
 
-    /// Puts slot `index` back into the ring for what is left of its request.
+    /// Puts slot `index` back into the ring for what is left of its request (the kernel gets it
+    /// at the next `start`).
     fn again(&mut self, index: u32) {
+        self.stats.resubmitted += 1;
         self.in_ring += 1;
         self.push(index);
     }

@@ -434,22 +434,31 @@ fn dns_on_hvt_serves_a_forward_and_a_reverse_zone() {
     let server = SocketAddr::from((ns.guest(), 53));
     ns.run(|| assert_both_zones_answered(server));
     assert!(app.is_running(), "the unikernel stopped");
+    drop(app); // frees tap0
 
     // A single-valued option given twice ends the guest with its usage, not a silent choice.
-    let out = fata(&[
-        "run",
-        "--release",
-        "--target",
-        "hvt",
-        "apps/dns",
-        "--",
-        "--zone",
-        forward.to_str().unwrap(),
-        "--port",
-        "53",
-        "--port",
-        "54",
-    ]);
+    let out = ns
+        .fata()
+        .args([
+            "run",
+            "--release",
+            "--target",
+            "hvt",
+            "apps/dns",
+            "--net",
+            "tap0",
+            "--",
+        ])
+        .args([
+            "--zone",
+            forward.to_str().unwrap(),
+            "--port",
+            "53",
+            "--port",
+            "54",
+        ])
+        .output()
+        .unwrap();
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
     assert!(

@@ -29,7 +29,7 @@ thread_local! {
     static DEVICES: RefCell<Vec<Weak<RefCell<Engine>>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Starts the queued requests of every open block device and takes their finished ones; the
+/// Takes the finished requests of every open block device and starts their queued ones; the
 /// platform calls it before it waits. Returns the readiness bits of the devices that hold finished
 /// requests, which the wait must report (their eventfd has been read back to zero).
 ///
@@ -44,8 +44,10 @@ pub(crate) fn start_all() -> ReadySet {
             .retain(|device| match device.upgrade() {
                 Some(engine) => {
                     if let Ok(mut engine) = engine.try_borrow_mut() {
-                        engine.start();
+                        // Reap first: a short transfer goes back into the ring when it is reaped,
+                        // and only `start` hands it to the kernel again.
                         engine.reap();
+                        engine.start();
                         if !engine.done.is_empty() {
                             ready = ready.union(engine.bit);
                         }
@@ -378,6 +380,45 @@ mod tests {
         let done = run(&mut block, vec![write]);
         assert_eq!(done[0].result, Err(DeviceError::ReadOnly));
         assert!(done[0].buffer.is_some(), "the buffer comes back");
+    }
+
+    #[test]
+    fn a_request_that_goes_back_into_the_ring_is_started_again() {
+        // The file shrinks under the device: a read across the new end comes back short, goes
+        // back into the ring for the rest, and then fails. It must not wait forever in between.
+        let (_dir, path) = image(64);
+        let mut block = FileBlock::open(&path, BlockMode::ReadWrite, ReadySet::single(2)).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(32 * 512 + 1024)
+            .unwrap();
+        let read = request(1, BlockOp::Read, 30, Some(BlockBuffer::new(8192)));
+        block.submit(read).unwrap();
+        // Only the platform's own calls, as when the app's future waits for the device.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while start_all().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the rest of the read never started"
+            );
+            let mut poll = libc::pollfd {
+                fd: block.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the call.
+            let woke = unsafe { libc::poll(&mut poll, 1, 2000) };
+            assert_eq!(
+                woke, 1,
+                "waited for a completion of a request never started"
+            );
+        }
+        let mut done = Vec::new();
+        block.complete(&mut |c| done.push(c));
+        assert_eq!(done[0].result, Err(DeviceError::Io));
+        assert_eq!(block.engine.borrow().file.stats().resubmitted, 1);
     }
 
     #[test]

@@ -12,10 +12,11 @@
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::rc::Rc;
+use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::future::Future;
 use core::pin::Pin;
-use core::task::{Context, Poll};
+use core::task::{Context, Poll, Waker};
 
 use fata_platform::{Block, BlockCompletion, BlockOp, BlockRequest, DeviceError};
 pub use fata_platform::{BlockBuffer, BlockGeometry};
@@ -37,23 +38,37 @@ struct Shared {
     done: BTreeMap<u64, BlockCompletion>,
     /// Requests whose future was dropped while they were in flight.
     abandoned: BTreeSet<u64>,
+    /// The wakers of requests in flight, by tag: a request's completion may be taken from the
+    /// device by another request's future, which then wakes this one (the device's readiness bit
+    /// will not come up for it again).
+    wakers: BTreeMap<u64, Waker>,
+    /// Futures waiting for the device to have room for their request, woken whenever
+    /// completions are taken.
+    room: Vec<Waker>,
 }
 
 impl Shared {
     /// Moves every finished request into `done` (or drops it, buffer and all, if its future is
-    /// gone).
+    /// gone), waking the future each belongs to and those waiting for room.
     fn reap(&mut self) {
         let Shared {
             device,
             done,
             abandoned,
+            wakers,
             ..
         } = self;
-        device.complete(&mut |completion| {
+        let taken = device.complete(&mut |completion| {
+            if let Some(waker) = wakers.remove(&completion.tag) {
+                waker.wake();
+            }
             if !abandoned.remove(&completion.tag) {
                 done.insert(completion.tag, completion);
             }
         });
+        if taken > 0 {
+            self.room.drain(..).for_each(Waker::wake);
+        }
     }
 }
 
@@ -68,6 +83,8 @@ impl BlockDevice {
                 next_tag: 0,
                 done: BTreeMap::new(),
                 abandoned: BTreeSet::new(),
+                wakers: BTreeMap::new(),
+                room: Vec::new(),
             })),
         }
     }
@@ -184,9 +201,11 @@ impl Future for Submission<'_> {
                 match self.tag {
                     Some(tag) => {
                         if let Some(done) = shared.done.remove(&tag) {
+                            shared.wakers.remove(&tag);
                             self.tag = None;
                             return Poll::Ready(done);
                         }
+                        shared.wakers.insert(tag, cx.waker().clone());
                     }
                     None => {
                         let (op, sector, buffer) = self
@@ -211,6 +230,7 @@ impl Future for Submission<'_> {
                             // The queue is full: wait for completions to make room.
                             Err((_, request)) => {
                                 self.request = Some((request.op, request.sector, request.buffer));
+                                shared.room.push(cx.waker().clone());
                             }
                         }
                     }
@@ -230,9 +250,80 @@ impl Drop for Submission<'_> {
     fn drop(&mut self) {
         if let Some(tag) = self.tag {
             let mut shared = self.device.shared.borrow_mut();
+            shared.wakers.remove(&tag);
             if shared.done.remove(&tag).is_none() {
                 shared.abandoned.insert(tag);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Duration, Either, ReadySet};
+    use fata_platform::BlockGeometry;
+
+    /// A device whose requests all finish together once two are in flight.
+    #[derive(Default)]
+    struct Pairs {
+        submitted: Vec<BlockRequest>,
+        finished: Vec<BlockCompletion>,
+    }
+
+    impl Block for Pairs {
+        fn geometry(&self) -> BlockGeometry {
+            BlockGeometry {
+                sector_size: 512,
+                sectors: 8,
+                read_only: false,
+                request_max: 4096,
+                queue_depth: 2,
+            }
+        }
+
+        fn readiness(&self) -> ReadySet {
+            ReadySet::single(40)
+        }
+
+        fn submit(&mut self, request: BlockRequest) -> Result<(), (DeviceError, BlockRequest)> {
+            self.submitted.push(request);
+            if self.submitted.len() == 2 {
+                for request in self.submitted.drain(..) {
+                    self.finished.push(BlockCompletion {
+                        tag: request.tag,
+                        result: Ok(()),
+                        buffer: request.buffer,
+                    });
+                }
+            }
+            Ok(())
+        }
+
+        fn complete(&mut self, on_done: &mut dyn FnMut(BlockCompletion)) -> usize {
+            let count = self.finished.len();
+            self.finished.drain(..).for_each(on_done);
+            count
+        }
+    }
+
+    #[test]
+    fn a_completion_taken_by_another_request_wakes_its_own() {
+        crate::block_on(async {
+            let disk = BlockDevice::new(Box::new(Pairs::default()));
+            let first = {
+                let disk = disk.clone();
+                crate::spawn(async move { disk.read(0, BlockBuffer::new(512)).await.1 })
+            };
+            // The first read is queued and waits; the second finishes both and takes both
+            // completions. The device never becomes ready again: only the first read's waker can
+            // end its wait.
+            crate::yield_now().await;
+            assert_eq!(disk.read(1, BlockBuffer::new(512)).await.1, Ok(()));
+            match crate::select(first, crate::sleep(Duration::from_secs(5))).await {
+                Either::Left(result) => assert_eq!(result, Ok(())),
+                Either::Right(()) => panic!("the first read was never woken"),
+            }
+        });
     }
 }
