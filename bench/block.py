@@ -136,13 +136,17 @@ def main():
     for (pattern, bs), r in results.items():
         key = 1 if pattern == "randread" else 0
         unit = "IOPS" if key else "MiB/s"
-        fmt = (lambda v: f"{v:,.0f} {unit}")
-        base = r["fio"][key]
-        unbatched = r.get("hvt unbatched")
-        print(f"| {pattern} {bs >> 10} KiB | {fmt(base)} | {fmt(r['hvt'][key])} | "
-              f"{r['hvt'][key] / base:.2f}x | {fmt(r['unix'][key])} | {r['unix'][key] / base:.2f}x | "
-              f"{fmt(unbatched[key]) + f' ({unbatched[key] / r['hvt'][key]:.2f}x batched)' if unbatched else '-'} |")
+        base, hvt, unix = r["fio"][key], r["hvt"][key], r["unix"][key]
 
+        def fmt(value):
+            return f"{value:,.0f} {unit}"
+
+        unbatched = "-"
+        if "hvt unbatched" in r:
+            value = r["hvt unbatched"][key]
+            unbatched = f"{fmt(value)} ({value / hvt:.2f}x of batched)"
+        print(f"| {pattern} {bs >> 10} KiB | {fmt(base)} | {fmt(hvt)} | {hvt / base:.2f}x | "
+              f"{fmt(unix)} | {unix / base:.2f}x | {unbatched} |")
 
 if __name__ == "__main__":
     main()

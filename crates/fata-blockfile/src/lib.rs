@@ -438,7 +438,14 @@ impl BlockFile {
         let (journal, recovered) = open_journal(path, mode, &file, sectors, &mut overlay)?;
 
         let ring_error = |source| OpenError::Ring { source };
-        let ring = IoUring::new(RING_ENTRIES).map_err(ring_error)?;
+        // Cooperative task running: a completion does not interrupt the thread with an IPI while
+        // it runs (a sleeping thread is still woken), so completions that arrive while the app
+        // or guest works are posted together at its next system call. Measured: random 4 KiB
+        // reads at queue depth 32 on unix went from about 73k to 83-88k IOPS.
+        let ring = IoUring::builder()
+            .setup_coop_taskrun()
+            .build(RING_ENTRIES)
+            .map_err(ring_error)?;
         let eventfd = host::eventfd().map_err(ring_error)?;
         let submitter = ring.submitter();
         submitter
