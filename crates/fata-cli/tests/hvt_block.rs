@@ -4,33 +4,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Output;
 
+use common::blockcheck::{CHUNK, CHUNKS, DISK, pattern_byte, patterned};
 use common::{fata, text};
-
-/// Bytes per blockcheck chunk (one request each).
-const CHUNK: usize = 64 << 10;
-/// The chunks blockcheck writes and reads with its default of 32 in flight.
-const CHUNKS: usize = 32;
-/// The disk the tests give it.
-const DISK: usize = 4 << 20;
-
-/// Byte `i` of chunk `chunk` as blockcheck writes it.
-fn pattern_byte(chunk: usize, i: usize) -> u8 {
-    (chunk * 31 + i * 7 + i / 4096) as u8
-}
-
-/// Writes a disk image whose first `CHUNKS` chunks hold blockcheck's pattern and the rest `fill`;
-/// returns its bytes.
-fn patterned(path: &Path, fill: u8) -> Vec<u8> {
-    let mut bytes = vec![fill; DISK];
-    for (at, byte) in bytes[..CHUNKS * CHUNK].iter_mut().enumerate() {
-        *byte = pattern_byte(at / CHUNK, at % CHUNK);
-    }
-    std::fs::write(path, &bytes).unwrap();
-    bytes
-}
 
 /// Boots blockcheck on hvt with `--block SPEC --stats` and the app's `args`.
 fn blockcheck(spec: &str, args: &[&str]) -> Output {

@@ -3,31 +3,8 @@
 
 mod common;
 
-use std::path::Path;
-
+use common::blockcheck::{CHUNK, CHUNKS, DISK, pattern_byte, patterned};
 use common::{fata, text};
-
-/// Bytes per blockcheck chunk.
-const CHUNK: usize = 64 << 10;
-/// The chunks blockcheck writes and reads with its default of 32 in flight.
-const CHUNKS: usize = 32;
-/// The disk the tests give it.
-const DISK: usize = 4 << 20;
-
-/// Byte `i` of chunk `chunk` as blockcheck writes it.
-fn pattern_byte(chunk: usize, i: usize) -> u8 {
-    (chunk * 31 + i * 7 + i / 4096) as u8
-}
-
-/// A disk image whose first `CHUNKS` chunks hold blockcheck's pattern, the rest `fill`.
-fn patterned(path: &Path, fill: u8) -> Vec<u8> {
-    let mut bytes = vec![fill; DISK];
-    for (at, byte) in bytes[..CHUNKS * CHUNK].iter_mut().enumerate() {
-        *byte = pattern_byte(at / CHUNK, at % CHUNK);
-    }
-    std::fs::write(path, &bytes).unwrap();
-    bytes
-}
 
 /// Runs blockcheck with `devices` and the app's `args`.
 fn blockcheck(devices: &[&str], args: &[&str]) -> std::process::Output {

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod blockcheck;
 pub mod dns;
 
 use std::io::{BufRead, BufReader};
