@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Output;
 
-use common::blockcheck::{CHUNK, CHUNKS, DISK, pattern_byte, patterned};
+use common::blockcheck::{CHUNKS, DISK, assert_written, patterned};
 use common::{fata, text};
 
 /// Boots blockcheck on hvt with `--block SPEC --stats` and the app's `args`.
@@ -67,21 +67,7 @@ fn a_read_write_device_takes_32_requests_per_exit_and_its_writes_reach_the_file(
         .unwrap();
     let out = blockcheck(&format!("storage={}", disk.display()), &[]);
     passed(&out);
-    // The file holds what the guest wrote and flushed: the 32 chunks, the grouped chunk after
-    // them, then the discarded one as zeros.
-    let bytes = std::fs::read(&disk).unwrap();
-    for chunk in 0..=CHUNKS {
-        let at = chunk * CHUNK;
-        let whole = (0..CHUNK).all(|i| bytes[at + i] == pattern_byte(chunk, i));
-        assert!(whole, "chunk {chunk} is not in the file");
-    }
-    assert!(bytes[(CHUNKS + 1) * CHUNK..].iter().all(|&b| b == 0));
-    let journal = dir.path().join("disk.img.fata-journal");
-    assert_eq!(
-        std::fs::metadata(journal).unwrap().len(),
-        0,
-        "journal empty"
-    );
+    assert_written(&disk);
 }
 
 #[test]

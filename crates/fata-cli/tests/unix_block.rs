@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::blockcheck::{CHUNK, CHUNKS, DISK, pattern_byte, patterned};
+use common::blockcheck::{DISK, assert_written, patterned};
 use common::{fata, text};
 
 /// Runs blockcheck with `devices` and the app's `args`.
@@ -40,21 +40,7 @@ fn blockcheck_reads_and_writes_a_file_with_32_requests_in_flight() {
     let out = blockcheck(&["--block", &spec], &[]);
     passed(&out);
     assert!(text(&out.stdout).contains("discarded sectors read back as zeros"));
-    // The file holds what the app wrote and flushed: the 32 chunks, then the grouped chunk,
-    // then the discarded one as zeros.
-    let bytes = std::fs::read(&disk).unwrap();
-    for chunk in 0..=CHUNKS {
-        let at = chunk * CHUNK;
-        let whole = (0..CHUNK).all(|i| bytes[at + i] == pattern_byte(chunk, i));
-        assert!(whole, "chunk {chunk} is not in the file");
-    }
-    assert!(bytes[(CHUNKS + 1) * CHUNK..].iter().all(|&b| b == 0));
-    let journal = dir.path().join("disk.img.fata-journal");
-    assert_eq!(
-        std::fs::metadata(journal).unwrap().len(),
-        0,
-        "the journal is empty"
-    );
+    assert_written(&disk);
 }
 
 #[test]

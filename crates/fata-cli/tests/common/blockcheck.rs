@@ -24,3 +24,20 @@ pub fn patterned(path: &Path, fill: u8) -> Vec<u8> {
     std::fs::write(path, &bytes).unwrap();
     bytes
 }
+
+/// Checks that `disk` holds what a read-write blockcheck run wrote and flushed: its `CHUNKS`
+/// chunks and the grouped chunk after them, then the discarded chunk and the rest as zeros, and
+/// that the journal beside it is empty.
+pub fn assert_written(disk: &Path) {
+    let bytes = std::fs::read(disk).unwrap();
+    for chunk in 0..=CHUNKS {
+        let at = chunk * CHUNK;
+        let whole = (0..CHUNK).all(|i| bytes[at + i] == pattern_byte(chunk, i));
+        assert!(whole, "chunk {chunk} is not in the file");
+    }
+    assert!(bytes[(CHUNKS + 1) * CHUNK..].iter().all(|&b| b == 0));
+    let mut journal = disk.as_os_str().to_owned();
+    journal.push(".fata-journal");
+    let journal_len = std::fs::metadata(journal).unwrap().len();
+    assert_eq!(journal_len, 0, "the journal is empty");
+}
