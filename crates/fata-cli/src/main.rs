@@ -9,18 +9,21 @@
 //!          [-- APP ARGS...]
 //! fata disk create DIR -o IMG [--size N] [--label NAME] [--force]
 //! fata disk list IMG | fata disk copy IMG PATH [DEST]   FAT images (see `disk`)
+//! fata ps [--json] | fata pause|resume|stop NAME        running hvt guests (see `lifecycle`)
 //! ```
 //!
 //! Exit status: the app's own status for `run`; 2 for a command line `fata` does not understand
 //! or whose devices are not those the app declares (see `declared`); 3 when the app cannot be
 //! built (no crate, compiler error, unusable declarations); 4 when it cannot be started; 5 when
 //! a host file the app declares (see `host_files`) cannot be read or converted; 6 when `fata disk`
-//! cannot make or read an image; the monitor's documented codes (`fata_monitor::Error::exit_code`)
+//! cannot make or read an image; 7 when `fata ps`, `pause`, `resume` or `stop` finds no guest by
+//! that name or its monitor refuses; the monitor's documented codes (`fata_monitor::Error::exit_code`)
 //! when an hvt guest cannot boot or misbehaves.
 
 mod declared;
 mod disk;
 mod host_files;
+mod lifecycle;
 mod new;
 
 use std::path::{Path, PathBuf};
@@ -66,6 +69,23 @@ enum Command {
     Run(RunArgs),
     /// Make FAT disk images from directories, list them and copy files out.
     Disk(disk::DiskArgs),
+    /// List the running hvt guests: name, state, pid, memory, uptime, image, devices.
+    Ps(lifecycle::PsArgs),
+    /// Pause the guest NAME: its vCPU stops until `fata resume NAME`.
+    Pause {
+        /// The guest's name, as `fata ps` lists it.
+        name: String,
+    },
+    /// Resume the guest NAME after `fata pause`.
+    Resume {
+        /// The guest's name, as `fata ps` lists it.
+        name: String,
+    },
+    /// Stop the guest NAME: its monitor ends it and exits with 143, as on SIGTERM.
+    Stop {
+        /// The guest's name, as `fata ps` lists it.
+        name: String,
+    },
 }
 
 #[derive(Args)]
@@ -107,6 +127,10 @@ struct RunArgs {
     /// Print the monitor's counters (exits, time) when the guest ends (hvt).
     #[arg(long)]
     stats: bool,
+    /// The name the guest runs under, for `fata ps`, `pause`, `snapshot` and the rest (hvt;
+    /// default: the image's name and the smallest free number, as `dns-1`).
+    #[arg(long)]
+    name: Option<String>,
     /// While packets keep arriving faster than the app wakes for them, wake it at most once per
     /// this many microseconds, so each wake-up serves a batch (default: the app's
     /// `[package.metadata.fata] coalesce-us`, carried in its image, else 0: wake at once for every
@@ -132,6 +156,10 @@ fn main() -> ExitCode {
         }),
         Command::Run(run) => run_app(run),
         Command::Disk(disk) => disk::run(disk),
+        Command::Ps(args) => lifecycle::ps(&args),
+        Command::Pause { name } => lifecycle::send(&name, &fata_control::Request::Pause),
+        Command::Resume { name } => lifecycle::send(&name, &fata_control::Request::Resume),
+        Command::Stop { name } => lifecycle::send(&name, &fata_control::Request::Stop),
     };
     result.unwrap_or_else(|failure| {
         eprintln!("fata: {}", failure.message);
@@ -200,10 +228,10 @@ fn run_app(mut run: RunArgs) -> Result<ExitCode, Failure> {
 /// Replaces this process with the app, its devices named in `FATA_*` variables (see `fata-unix`).
 fn run_unix(executable: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
     use std::os::unix::process::CommandExt;
-    if run.mem.is_some() || run.stats {
+    if run.mem.is_some() || run.stats || run.name.is_some() {
         return Err(Failure::new(
             2,
-            "--mem and --stats apply to the hvt target only",
+            "--mem, --stats and --name apply to the hvt target only",
         ));
     }
     if !run.mac.is_empty() {
@@ -274,6 +302,7 @@ fn run_hvt(image: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
         blocks,
         kvs,
         net_coalesce: Duration::from_micros(run.coalesce_us.unwrap_or(0)),
+        name: run.name.clone(),
     };
     match fata_monitor::run(image, &config) {
         Ok(exit) => Ok(ExitCode::from(exit.status as u8)),

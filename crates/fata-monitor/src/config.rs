@@ -31,6 +31,9 @@ pub struct Config {
     /// interval, so that one exit serves a batch (interrupt coalescing, see
     /// [`fata_hvt_abi::COALESCE_BELOW`]); zero, the default, resumes it at once.
     pub net_coalesce: Duration,
+    /// The name the guest runs under, which its control socket carries (`fata run --name`);
+    /// `None`: the image's file name and the smallest free number, as `dns-1`.
+    pub name: Option<String>,
 }
 
 impl Default for Config {
@@ -43,6 +46,7 @@ impl Default for Config {
             blocks: Vec::new(),
             kvs: Vec::new(),
             net_coalesce: Duration::ZERO,
+            name: None,
         }
     }
 }

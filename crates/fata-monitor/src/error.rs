@@ -105,6 +105,12 @@ pub enum Error {
     /// A key-value store cannot be set up.
     #[error(transparent)]
     Kv(#[from] StoreError),
+    /// The control socket cannot be created (the name is taken, the run directory unusable).
+    #[error(transparent)]
+    Control(#[from] fata_control::BindError),
+    /// `fata stop` stopped the guest.
+    #[error("stopped by `fata stop`")]
+    StopRequested,
     /// SIGINT or SIGTERM stopped the guest.
     #[error("stopped by signal {signal}")]
     Stopped {
@@ -127,6 +133,8 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         i32::from(match self {
             Error::Stopped { signal } => return 128 + signal,
+            Error::StopRequested => return 128 + libc::SIGTERM,
+            Error::Control(_) => EXIT_CONTROL,
             Error::Block(_) => EXIT_BLOCK,
             Error::Kv(_) => EXIT_KV,
             Error::Devices(_) | Error::Net(_) => EXIT_NET,
@@ -143,6 +151,7 @@ impl Error {
     }
 }
 
+const EXIT_CONTROL: u8 = 113;
 const EXIT_BLOCK: u8 = 115;
 const EXIT_KV: u8 = 116;
 const EXIT_NET: u8 = 117;
@@ -160,6 +169,11 @@ const EXIT_ABI: u8 = 125;
 /// and 128 + N when signal N stopped the guest. docs/hvt.md carries the same table, which a test
 /// checks against this one.
 pub const EXIT_CODES: &[(u8, &str)] = &[
+    (
+        EXIT_CONTROL,
+        "the control socket cannot be created: a running guest has the `--name`, or the run \
+         directory cannot be written (set FATA_RUN_DIR)",
+    ),
     (
         EXIT_BLOCK,
         "a block device cannot be opened: missing or unreadable file, not a file or block device, in \
@@ -237,6 +251,7 @@ mod tests {
                 rip: 0,
             },
             Error::Devices(DeviceError::TooMany(9)),
+            Error::Control(fata_control::NameError::Unusable(String::new()).into()),
         ];
         for error in errors {
             let code = error.exit_code();
@@ -246,5 +261,6 @@ mod tests {
             );
         }
         assert_eq!(Error::Stopped { signal: 15 }.exit_code(), 143);
+        assert_eq!(Error::StopRequested.exit_code(), 143);
     }
 }

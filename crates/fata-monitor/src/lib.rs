@@ -34,12 +34,14 @@
 mod arch;
 mod block;
 mod config;
+mod control;
 mod elf;
 mod error;
 mod exit;
 mod hypercall;
 mod kv;
 mod layout;
+mod lifecycle;
 mod memory;
 mod net;
 mod poll;
@@ -60,15 +62,18 @@ pub use net::{NetSetupError, RX_SLOTS as NET_RX_SLOTS, TX_SLOTS as NET_TX_SLOTS}
 pub use violation::{AbiViolation, RingDefect};
 
 use block::Blocks;
+use control::{Facts, Mailbox};
 use fata_hvt_abi::{ABI_VERSION, BootInfo, CONSOLE_WRITE_MAX, LOAD_ADDR};
 use hypercall::{Counts, Handler};
 use kv::Kvs;
+use lifecycle::Ending;
 use memory::GuestRam;
 use net::Nets;
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use vm::Vm;
+use vmm_sys_util::eventfd::EventFd;
 
 /// How a guest ended on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,9 +103,26 @@ pub fn run_with_console(
 ) -> Result<GuestExit, Error> {
     let start = Instant::now();
     config.check_devices()?;
+    signal::catch_kick().map_err(|source| Error::VmSetup {
+        what: "handling the control thread's kick",
+        source,
+    })?;
     let mut guest = Guest::load(image, config)?;
     let mut vm = Vm::new(&guest.ram, guest.entry, config.mem_bytes)?;
     guest.write_boot_info(&vm, config)?;
+    let server = match &config.name {
+        Some(name) => fata_control::Server::bind(name)?,
+        None => fata_control::Server::bind_numbered(&default_name(image))?,
+    };
+    let facts = Facts {
+        info: guest.info(server.name(), image, config),
+        started: start,
+    };
+    let mailbox = Mailbox::for_this_thread();
+    let done = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| Error::VmSetup {
+        what: "creating the control thread's eventfd",
+        source,
+    })?;
     let mut handler = Handler {
         ram: &guest.ram,
         nets: &guest.nets,
@@ -112,15 +134,24 @@ pub fn run_with_console(
     };
     let mut exits = 0;
     let mut setup = Duration::ZERO;
-    let result = seccomp::confine()
-        .map_err(|e| Error::VmSetup {
-            what: "installing the seccomp filter",
-            source: std::io::Error::other(e),
-        })
-        .and_then(|()| {
-            setup = start.elapsed();
-            vm.run(&mut handler, &mut exits)
-        });
+    let result = std::thread::scope(|scope| {
+        let (mailbox, facts, done) = (&mailbox, &facts, &done);
+        // Started before the seccomp filter, so not confined by it (see `control`).
+        scope.spawn(move || control::serve(server, mailbox, facts, done));
+        let result = seccomp::confine()
+            .map_err(|e| Error::VmSetup {
+                what: "installing the seccomp filter",
+                source: std::io::Error::other(e),
+            })
+            .and_then(|()| {
+                setup = start.elapsed();
+                lifecycle::drive(&mut vm, &mut handler, mailbox, &mut exits)
+            });
+        // Ends the control thread, which removes the socket. A failed write leaves it waiting
+        // for a request, and the process exiting ends it.
+        let _ = done.write(1);
+        result
+    });
     let (counts, first_call) = (handler.counts, handler.first_call);
     if config.stats {
         let timings = Timings {
@@ -130,7 +161,31 @@ pub fn run_with_console(
         };
         print_stats(&guest, &counts, exits, &timings);
     }
-    result.map(|status| GuestExit { status })
+    result.map(|ending| match ending {
+        Ending::Exit(status) => GuestExit { status },
+    })
+}
+
+/// The name a guest runs under when `--name` is not given: the image's file name without its
+/// extension, reduced to the characters a name may have.
+fn default_name(image: &Path) -> String {
+    let stem = image
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name: String = stem
+        .chars()
+        .map(|c| match c {
+            'A'..='Z' | 'a'..='z' | '0'..='9' | '_' | '-' | '.' => c,
+            _ => '-',
+        })
+        .collect();
+    let name = name.trim_start_matches(['.', '-']);
+    if name.is_empty() {
+        "guest".to_string()
+    } else {
+        name.to_string()
+    }
 }
 
 /// A guest laid out in its RAM, devices open, before its VM exists.
@@ -206,6 +261,35 @@ impl Guest {
             heap_end,
             cmdline_len,
         })
+    }
+
+    /// What `fata ps` shows of this guest, but for what changes as it runs.
+    fn info(&self, name: &str, image: &Path, config: &Config) -> fata_control::Info {
+        let device = |kind: &str, name: &str, host: String| fata_control::DeviceInfo {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            host,
+        };
+        let mut devices: Vec<_> = (config.nets.iter())
+            .map(|n| device("net", &n.name, n.tap.clone()))
+            .collect();
+        devices.extend(
+            (config.blocks.iter()).map(|b| device("block", &b.name, b.path.display().to_string())),
+        );
+        devices.extend(
+            (config.kvs.iter()).map(|k| device("kv", &k.name, k.dir.display().to_string())),
+        );
+        fata_control::Info {
+            name: name.to_string(),
+            image: image.display().to_string(),
+            pid: std::process::id(),
+            mem_bytes: self.ram.size(),
+            rss_bytes: 0,
+            uptime_ms: 0,
+            state: fata_control::GuestState::Running,
+            devices,
+            origin: "boot".to_string(),
+        }
     }
 
     /// Writes the boot info, with the clock as `vm` sees it and a fresh random seed.

@@ -363,7 +363,7 @@ impl Nets {
                     continue;
                 }
             }
-            if ready != 0 || crate::signal::stop_signal().is_some() {
+            if ready != 0 || crate::signal::interrupted() {
                 self.last_resume.set(Instant::now());
                 self.sent_since_input.set(false);
                 return Ok(ready);

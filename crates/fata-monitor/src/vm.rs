@@ -7,7 +7,7 @@ use crate::exit::{self, Exit};
 use crate::hypercall::{Action, Handler};
 use crate::layout;
 use crate::memory::GuestRam;
-use crate::signal::stop_signal;
+use crate::signal::{control_pending, stop_signal};
 use crate::violation::Stop;
 use kvm_bindings::{
     KVM_CAP_SPLIT_IRQCHIP, Msrs, kvm_enable_cap, kvm_msr_entry, kvm_userspace_memory_region,
@@ -50,6 +50,15 @@ pub struct Vm<'ram> {
     _vm: VmFd,
     _kvm: Kvm,
     _ram: PhantomData<&'ram GuestRam>,
+}
+
+/// Why [`Vm::run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ran {
+    /// The guest exited with this status.
+    Exit(i32),
+    /// A control request waits; the guest's state is whole (between two exits).
+    Control,
 }
 
 /// The guest's clock as seen at boot.
@@ -118,8 +127,8 @@ impl<'ram> Vm<'ram> {
         })
     }
 
-    /// Runs the guest until it exits; returns its status.
-    pub fn run(&mut self, handler: &mut Handler<'_>, exits: &mut u64) -> Result<i32, Error> {
+    /// Runs the guest until it exits or a control request waits.
+    pub fn run(&mut self, handler: &mut Handler<'_>, exits: &mut u64) -> Result<Ran, Error> {
         loop {
             let exit = match self.vcpu.run() {
                 Ok(exit) => exit::decode(&exit),
@@ -149,9 +158,10 @@ impl<'ram> Vm<'ram> {
             let stop = match action {
                 Ok(Action::Continue) => match stop_signal() {
                     Some(signal) => return Err(Error::Stopped { signal }),
+                    None if control_pending() => return Ok(Ran::Control),
                     None => continue,
                 },
-                Ok(Action::Exit(status)) => return Ok(status),
+                Ok(Action::Exit(status)) => return Ok(Ran::Exit(status)),
                 Err(stop) => stop,
             };
             return Err(match stop {
