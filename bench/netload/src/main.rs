@@ -5,7 +5,8 @@
 //! - `dns SERVER --queries FILE`: DNS queries from a dnsperf-style file (`NAME TYPE` per line),
 //!   `--window` in flight over `--sockets` sockets, optionally paced at `--rate` queries per second;
 //!   prints answered queries per second, the response codes and the latency (mean and 99th
-//!   percentile, from each query's send to its answer, matched by ID). It exists because dnsperf
+//!   percentile, from each query's send to its answer, matched by ID) and the longest gap between
+//!   two answers (a migration's downtime as the client sees it). It exists because dnsperf
 //!   saturates its own core near 165k queries per second on this machine, below what the servers
 //!   under test answer; it spins on non-blocking sockets instead of sleeping, so it needs a CPU of
 //!   its own.
@@ -199,6 +200,10 @@ fn dns(
     // holds everything from 100 ms on).
     let mut sent_at = vec![Instant::now(); 1 << 16];
     let mut latency_us = vec![0u64; 100_001];
+    // The longest silence between two answers and when it began: a migration's downtime, seen
+    // from the client.
+    let mut previous_answer: Option<Instant> = None;
+    let mut longest_gap = (Duration::ZERO, Duration::ZERO);
     let start = Instant::now();
     let run = Duration::from_secs_f64(seconds);
     while start.elapsed() < run {
@@ -227,7 +232,13 @@ fn dns(
                     Ok(n) if n >= 12 => {
                         answered += 1;
                         in_flight[i] = in_flight[i].saturating_sub(1);
-                        last_answer[i] = Instant::now();
+                        let now = Instant::now();
+                        last_answer[i] = now;
+                        if let Some(previous) = previous_answer.replace(now) {
+                            if now - previous > longest_gap.0 {
+                                longest_gap = (now - previous, previous - start);
+                            }
+                        }
                         *rcodes.entry(buf[3] & 0xf).or_default() += 1;
                         let answer_id = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
                         let us = sent_at[answer_id].elapsed().as_micros();
@@ -261,9 +272,11 @@ fn dns(
         .collect();
     let (mean, p99) = mean_and_p99(&latency_us);
     println!(
-        "dns {server}: {:.0} queries/s answered ({answered} of {sent} sent in {took:.2} s, {lost} lost; {}); latency mean {mean:.0} us, p99 {p99} us",
+        "dns {server}: {:.0} queries/s answered ({answered} of {sent} sent in {took:.2} s, {lost} lost; {}); latency mean {mean:.0} us, p99 {p99} us; longest gap between answers {:.3} ms, from {:.3} s",
         answered as f64 / took,
-        codes.join(", ")
+        codes.join(", "),
+        longest_gap.0.as_secs_f64() * 1e3,
+        longest_gap.1.as_secs_f64(),
     );
     Ok(())
 }
