@@ -19,7 +19,8 @@
 //!   RAM ([`NetRingHeader`], slots of [`NET_SLOT_SIZE`] bytes) that the guest fills and drains
 //!   without exits; the monitor moves frames between them and the host whenever the guest exits to
 //!   it (every [`Hypercall::Yield`]), and the guest stores to the device's doorbell
-//!   ([`doorbell_address`]) to have a full transmit ring sent at once.
+//!   ([`doorbell_address`]) to have a full transmit ring sent at once. The receive ring's header
+//!   also counts the interface's moves to another host link ([`NetRingHeader::moves`]).
 //! - **Block devices.** Each [`DeviceKind::Block`] entry describes a request ring and a completion
 //!   ring in guest RAM ([`BlockRingHeader`], [`BlockRequest`], [`BlockCompletion`]); the monitor
 //!   takes every published request at the guest's exits, runs them on the host together, and
@@ -74,8 +75,9 @@ use core::fmt;
 /// History: 1 had no devices; 2 added network devices; 3 added read-only key-value stores
 /// ([`DeviceKind::Kv`]); 4 moved network rings to exit-driven service (the monitor moves frames on
 /// `Yield` and doorbell exits; the rings' `waiting` flag became reserved); 5 added block devices
-/// ([`DeviceKind::Block`]).
-pub const ABI_VERSION: u32 = 5;
+/// ([`DeviceKind::Block`]); 6 gave the receive ring's header a `moves` count
+/// ([`NetRingHeader::moves`]), so a guest restored or migrated onto another link announces itself.
+pub const ABI_VERSION: u32 = 6;
 
 /// A guest-physical address, as it appears in the ABI's structs (Solo5 marks the same fields with
 /// `HVT_GUEST_PTR`). Guest memory is identity-mapped, so it is also the guest's virtual address.
@@ -143,7 +145,7 @@ mod tests {
         assert_eq!(size_of::<NetRingHeader>(), 192);
         assert_eq!(offset_of!(NetRingHeader, produced), 0);
         assert_eq!(offset_of!(NetRingHeader, consumed), 64);
-        assert_eq!(offset_of!(NetRingHeader, reserved), 128);
+        assert_eq!(offset_of!(NetRingHeader, moves), 128);
         assert_eq!(size_of::<NetSlotHeader>(), 8);
         assert_eq!(offset_of!(NetSlotHeader, flags), 4);
         assert_eq!(size_of::<KvHeader>(), 8);

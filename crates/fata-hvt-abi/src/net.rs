@@ -95,8 +95,12 @@ pub struct NetRingHeader {
     pub consumed: u32,
     /// Padding to the next cache line.
     pub pad1: [u32; 15],
-    /// Reserved; zero (version 3's `waiting` flag).
-    pub reserved: u32,
+    /// Meaningful in the receive ring's header only (zero in the transmit ring's); the monitor
+    /// writes it, the guest reads it (acquire): how many times the interface has moved to another
+    /// host link, by a restore or a migration. Zero at boot. When it changes, the guest announces
+    /// itself on the new link (a gratuitous ARP for each of its IPv4 addresses), so that peers and
+    /// switches learn where it is now. (Version 3's `waiting` flag, reserved in versions 4 and 5.)
+    pub moves: u32,
     /// Padding to the next cache line.
     pub pad2: [u32; 15],
 }

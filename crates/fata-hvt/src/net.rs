@@ -74,7 +74,7 @@ fn parse(info: &BootInfo) -> Vec<Rings> {
 }
 
 impl Rings {
-    /// An index of a ring header.
+    /// A `u32` field of a ring header.
     fn index(&self, header: u64, field: usize) -> &AtomicU32 {
         let at = self.base + header as usize + field;
         // SAFETY: `base..base + ring_len` is RAM the monitor reserved for this device for the
@@ -89,6 +89,10 @@ impl Rings {
 
     fn consumed(&self, header: u64) -> &AtomicU32 {
         self.index(header, core::mem::offset_of!(NetRingHeader, consumed))
+    }
+
+    fn moves(&self) -> &AtomicU32 {
+        self.index(NET_RX_HEADER, core::mem::offset_of!(NetRingHeader, moves))
     }
 
     /// Whether the receive ring holds a frame.
@@ -218,6 +222,12 @@ impl Net for HvtNet {
 
     fn can_transmit(&self) -> bool {
         self.rings.tx_room(self.tx_produced)
+    }
+
+    /// The receive ring header's `moves`, which the monitor bumps when it restores or migrates
+    /// the guest onto another tap.
+    fn moves(&self) -> u32 {
+        self.rings.moves().load(Ordering::Acquire)
     }
 
     /// Nothing to do: published frames leave at the guest's next exit (a `Yield`, or the doorbell

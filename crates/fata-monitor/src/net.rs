@@ -13,6 +13,9 @@
 //!   completion descriptors are watched beside the taps;
 //! - a guest whose transmit ring is full stores to the device's doorbell, which exits here
 //!   ([`Nets::flush`]): the frames go out and the guest resumes.
+//! - after the guest moved to other taps (a restore or a migration, [`Nets::moved`]), the next
+//!   `Yield` returns at once with the devices ready, so that the guest's stack sees the move
+//!   count in its receive ring's header and announces itself on the new link;
 //! - with a coalescing interval (`fata run --coalesce-us`), a `Yield` that finds frames already
 //!   waiting, after a resumption that brought only a few, resumes the guest at most once per
 //!   interval, so that one exit serves a batch (see `fata_hvt_abi::COALESCE_BELOW`).
@@ -54,6 +57,7 @@ pub const TX_SLOTS: u32 = 256;
 
 const PRODUCED: u64 = offset_of!(NetRingHeader, produced) as u64;
 const CONSUMED: u64 = offset_of!(NetRingHeader, consumed) as u64;
+const MOVES: u64 = offset_of!(NetRingHeader, moves) as u64;
 const FRAME: u64 = size_of::<NetSlotHeader>() as u64;
 
 /// Traffic counters of one device.
@@ -103,6 +107,9 @@ struct Device {
     ring_addr: u64,
     rx_produced: Cell<u32>,
     tx_consumed: Cell<u32>,
+    /// How many times the device has moved to another tap; the guest sees it in its receive
+    /// ring's header.
+    moves: Cell<u32>,
     counters: Counters,
 }
 
@@ -135,6 +142,8 @@ pub struct Nets {
     /// Whether frames went out since a `Yield` last handed the guest received frames.
     sent_since_input: Cell<bool>,
     sleeps: Cell<u64>,
+    /// Whether the devices moved since a `Yield` last told the guest (see [`Nets::moved`]).
+    moved: Cell<bool>,
 }
 
 impl Nets {
@@ -162,6 +171,7 @@ impl Nets {
                 ring_addr: 0,
                 rx_produced: Cell::new(0),
                 tx_consumed: Cell::new(0),
+                moves: Cell::new(0),
                 counters: Counters::default(),
             });
         }
@@ -172,6 +182,7 @@ impl Nets {
             sent_since_input: Cell::new(false),
             sleeps: Cell::new(0),
             naps: Cell::new(0),
+            moved: Cell::new(false),
         })
     }
 
@@ -278,6 +289,23 @@ impl Nets {
         }
     }
 
+    /// The devices in `interest` that a `Yield` reports ready at once because they moved; the
+    /// guest is told once.
+    fn moved_ready(&self, interest: u64) -> u64 {
+        if !self.moved.get() {
+            return 0;
+        }
+        let ready = self
+            .devices
+            .iter()
+            .fold(0, |set, d| set | (1u64 << d.handle))
+            & interest;
+        if ready != 0 {
+            self.moved.set(false);
+        }
+        ready
+    }
+
     /// The devices in `interest` whose receive ring holds a frame.
     fn ready(&self, ram: &GuestRam, interest: u64) -> u64 {
         let mut ready = 0;
@@ -334,6 +362,7 @@ impl Nets {
         // sends): they come faster than the guest exits for them. A client waiting for each
         // answer sends its next question only after the answer left, so coalescing never slows
         // a request-response exchange down.
+        let moved = self.moved_ready(interest);
         let mut behind = None;
         let mut napped = false;
         loop {
@@ -346,7 +375,7 @@ impl Nets {
                 received += self.step(ram, device, receive_first)?.received;
             }
             others.serve(ram)?;
-            let ready = self.ready(ram, interest) | others.ready(ram, interest);
+            let ready = self.ready(ram, interest) | others.ready(ram, interest) | moved;
             let behind = *behind.get_or_insert(received > 0 && !answered_before);
             if behind && !napped && received < COALESCE_BELOW {
                 // Frames keep coming: resume the guest at most once per `coalesce`, so that one
@@ -386,6 +415,53 @@ impl Nets {
                 .map_err(|e| Stop::Host("waiting for the devices", e))?;
             self.sleeps.set(self.sleeps.get() + 1);
         }
+    }
+}
+
+/// What restoring and migrating a guest calls: the move count of each device.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "restoring a snapshot calls these, once the monitor can"
+    )
+)]
+impl Nets {
+    /// The guest now runs on other taps (restored from a snapshot, or migrated): bumps every
+    /// device's move count, writes it into the device's receive ring header (`moves`, release),
+    /// and makes the next `Yield` whose interest includes a network device return at once with
+    /// the devices of interest ready, so that the guest's stack polls, sees the new count and
+    /// announces itself on the new link.
+    pub fn moved(&self, ram: &GuestRam) -> Result<(), Stop> {
+        for device in &self.devices {
+            let moves = device.moves.get().wrapping_add(1);
+            ram.slice(GuestAddr(device.ring_addr + NET_RX_HEADER + MOVES), 4)
+                .map_err(io::Error::other)
+                .and_then(|s| {
+                    s.store(moves, 0, Ordering::Release)
+                        .map_err(io::Error::other)
+                })
+                .map_err(|e| Stop::Host("writing a network ring's move count", e))?;
+            device.moves.set(moves);
+        }
+        self.moved.set(!self.devices.is_empty());
+        Ok(())
+    }
+
+    /// Device `handle`'s move count, for a snapshot; `None` when there is no such device.
+    pub fn moves(&self, handle: u32) -> Option<u32> {
+        self.device(handle).map(|d| d.moves.get())
+    }
+
+    /// Sets device `handle`'s move count from a snapshot, without writing guest RAM (the
+    /// snapshot's memory holds the count the guest last saw); [`Nets::moved`] then counts the
+    /// move itself. `false` when there is no such device.
+    pub fn set_moves(&self, handle: u32, moves: u32) -> bool {
+        self.device(handle).map(|d| d.moves.set(moves)).is_some()
+    }
+
+    fn device(&self, handle: u32) -> Option<&Device> {
+        self.devices.iter().find(|d| d.handle == handle)
     }
 }
 
@@ -568,6 +644,84 @@ mod tests {
                 .open("/dev/null")
                 .unwrap()
         })
+    }
+
+    /// A service with no devices: the network devices alone.
+    struct NoOthers;
+
+    impl Service for NoOthers {
+        fn handles(&self) -> u64 {
+            0
+        }
+        fn serve(&mut self, _: &GuestRam) -> Result<(), Stop> {
+            Ok(())
+        }
+        fn ready(&self, _: &GuestRam, _: u64) -> u64 {
+            0
+        }
+        fn wait_fds(&self, _: u64, _: &mut [RawFd]) -> usize {
+            0
+        }
+    }
+
+    /// Two devices over /dev/null (nothing to receive, everything sent is taken), placed at the
+    /// top of `ram`.
+    fn two_devices(ram: &GuestRam) -> Nets {
+        let mut nets = Nets::open(&[], Duration::ZERO).unwrap();
+        for handle in 0..2 {
+            nets.devices.push(Device {
+                name: format!("net{handle}"),
+                handle,
+                mac: [2, 0, 0, 0, 0, handle as u8],
+                tap: null_file().try_clone().unwrap(),
+                ring_addr: 0,
+                rx_produced: Cell::new(0),
+                tx_consumed: Cell::new(0),
+                moves: Cell::new(0),
+                counters: Counters::default(),
+            });
+        }
+        nets.place(ram.size());
+        nets
+    }
+
+    #[test]
+    fn a_move_is_written_to_the_rings_and_wakes_the_next_yield_once() {
+        let ram = GuestRam::new(4 << 20).unwrap();
+        let nets = two_devices(&ram);
+        let header = |handle: u32| {
+            let mut bytes = [0; 4];
+            let ring = nets.devices[handle as usize].ring_addr;
+            ram.read(GuestAddr(ring + NET_RX_HEADER + MOVES), &mut bytes)
+                .unwrap();
+            u32::from_le_bytes(bytes)
+        };
+        assert_eq!((header(0), header(1)), (0, 0));
+
+        // A snapshot carried count 7 for the first device; restoring it moves both.
+        assert!(nets.set_moves(0, 7));
+        assert!(!nets.set_moves(2, 1), "no such device");
+        assert_eq!(header(0), 0, "setting the count leaves guest RAM alone");
+        nets.moved(&ram).unwrap();
+        assert_eq!((header(0), header(1)), (8, 1));
+        assert_eq!(
+            (nets.moves(0), nets.moves(1), nets.moves(2)),
+            (Some(8), Some(1), None)
+        );
+
+        // A guest yielding for something else is not told; the next yield for the first device
+        // returns at once (no deadline, nothing received) with it ready, and only that one.
+        let started = Instant::now();
+        assert_eq!(nets.wait(&ram, &mut NoOthers, 0, 0).unwrap(), 0);
+        assert_eq!(
+            nets.wait(&ram, &mut NoOthers, 0b1, YIELD_FOREVER).unwrap(),
+            0b1
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // Told once: the next yield waits for its deadline.
+        let started = Instant::now();
+        assert_eq!(nets.wait(&ram, &mut NoOthers, 0b11, 20_000_000).unwrap(), 0);
+        assert!(started.elapsed() >= Duration::from_millis(20));
     }
 
     #[test]

@@ -163,6 +163,14 @@ pub trait Net {
     /// has no readiness bit for `yield_until` to report. Devices the platform watches keep the
     /// default, which does nothing.
     fn register_receive_waker(&mut self, _waker: &Waker) {}
+    /// How many times the interface has moved to another host link (a restore from a snapshot,
+    /// a migration), counted by whoever moved it; 0 since boot on a device that never moves.
+    /// A stack announces its addresses on the new link when the count changes, because the
+    /// switches and the peers' neighbour caches still point to the old one. A process's tap, or
+    /// a device in memory, never moves under its stack, so they keep the default.
+    fn moves(&self) -> u32 {
+        0
+    }
 }
 
 /// Memory for block requests: whole sectors, page-aligned (the host's direct I/O wants aligned

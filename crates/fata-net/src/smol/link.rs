@@ -8,6 +8,10 @@ use core::task::Waker;
 use fata::{DeviceError, Net};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, ETHERNET_HEADER_LEN, EthernetAddress, EthernetFrame,
+    EthernetProtocol, EthernetRepr, Ipv4Address,
+};
 
 /// Frames pulled from the device per receive call.
 pub(crate) const RX_BATCH: usize = 64;
@@ -64,6 +68,41 @@ impl Link {
     pub(crate) fn flush(&mut self) {
         // A failed flush loses frames the way a congested wire would; TCP retransmits.
         let _ = self.net.flush();
+    }
+
+    /// Queues a gratuitous ARP for each of `addresses`: an ARP request to the Ethernet broadcast
+    /// address whose sender and target IPv4 address are both the interface's own (RFC 5227's
+    /// announcement), so that switches and the peers' ARP caches learn that the address is
+    /// behind this MAC on this link. `false` when the device had no room for every frame: the
+    /// caller tries again later (an announcement sent twice does no harm).
+    pub(crate) fn announce(&mut self, addresses: impl Iterator<Item = Ipv4Address>) -> bool {
+        let mac = EthernetAddress(self.net.mac());
+        for address in addresses {
+            let ethernet = EthernetRepr {
+                src_addr: mac,
+                dst_addr: EthernetAddress::BROADCAST,
+                ethertype: EthernetProtocol::Arp,
+            };
+            let arp = ArpRepr::EthernetIpv4 {
+                operation: ArpOperation::Request,
+                source_hardware_addr: mac,
+                source_protocol_addr: address,
+                // Ignored in an announcement; RFC 5227 asks for zeros.
+                target_hardware_addr: EthernetAddress([0; 6]),
+                target_protocol_addr: address,
+            };
+            let len = ETHERNET_HEADER_LEN + arp.buffer_len();
+            let mut fill = |buf: &mut [u8]| {
+                let mut frame = EthernetFrame::new_unchecked(buf);
+                ethernet.emit(&mut frame);
+                arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+            };
+            if !self.net.can_transmit() || self.net.transmit(len, &mut fill).is_err() {
+                return false;
+            }
+            self.stats.tx_frames += 1;
+        }
+        true
     }
 
     /// Pulls the next batch of frames from the device when the last one is used up.

@@ -25,12 +25,16 @@ pub(crate) mod udp;
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
 /// First port of the ephemeral range (RFC 6335).
 const EPHEMERAL_FIRST: u16 = 49152;
+/// How soon the driver tries again when the device had no room for an announcement.
+const ANNOUNCE_RETRY: Duration = Duration::from_millis(10);
 
 /// The TCP/IP stack of one network interface. Cheap to clone: clones share the stack.
 ///
 /// Creating it spawns the task that moves frames between the device and smoltcp: it polls the
 /// interface when frames arrive, when a socket has something to send and when a TCP timer is due,
-/// and flushes the frames each poll produced as one batch.
+/// and flushes the frames each poll produced as one batch. When the device says it moved to
+/// another link ([`Net::moves`]), the next poll first sends a gratuitous ARP for each of the
+/// interface's IPv4 addresses, so that the new link learns where they are.
 #[derive(Clone)]
 pub struct SmolStack {
     pub(crate) inner: Rc<Inner>,
@@ -52,6 +56,10 @@ pub(crate) struct State {
     /// Connections the app dropped, still saying goodbye, with the time they must be gone by.
     closing: Vec<(SocketHandle, fata::Instant)>,
     next_port: u16,
+    /// The device's move count when the driver last looked (see `Net::moves`).
+    moves: u32,
+    /// Whether the interface still has to announce its addresses after a move.
+    announcing: bool,
 }
 
 /// smoltcp's clock, read from Fata's.
@@ -76,6 +84,10 @@ impl SmolStack {
             }
             Ipv4Config::Dhcp => Some(sockets.add(dhcpv4::Socket::new())),
         };
+        // A stack starts on the link its device is on now: it has nothing to announce until the
+        // device moves again, which keeps a fresh boot as quiet as ever (the first ARP reply or
+        // DHCP exchange tells the peers where it is).
+        let moves = link.net().moves();
         let state = State {
             iface,
             sockets,
@@ -84,6 +96,8 @@ impl SmolStack {
             tuning: config.tuning,
             closing: Vec::new(),
             next_port: EPHEMERAL_FIRST + (seed % 16384) as u16,
+            moves,
+            announcing: false,
         };
         let inner = Rc::new(Inner {
             state: RefCell::new(state),
@@ -174,7 +188,8 @@ fn set_ipv4(iface: &mut Interface, address: Option<Ipv4Cidr>, gateway: Option<Ip
 
 impl Inner {
     /// Moves every waiting frame in, every queued frame out, and returns when to poll next and
-    /// which device readiness to wait for.
+    /// which device readiness to wait for. After the device moved to another link (a restore or
+    /// a migration), first announces the interface's addresses there.
     fn poll(&self) -> (Option<Duration>, fata::ReadySet) {
         let mut state = self.state.borrow_mut();
         let State {
@@ -183,9 +198,20 @@ impl Inner {
             link,
             dhcp,
             closing,
+            moves,
+            announcing,
             ..
         } = &mut *state;
         let now = now();
+        let moved = link.net().moves();
+        if moved != *moves {
+            *moves = moved;
+            *announcing = true;
+        }
+        if *announcing {
+            let addresses = iface.ip_addrs().iter().map(|IpCidr::Ipv4(v4)| v4.address());
+            *announcing = !link.announce(addresses);
+        }
         iface.poll(now, link, sockets);
         link.flush();
         if let Some(handle) = *dhcp {
@@ -214,9 +240,12 @@ impl Inner {
                 }
             }
         });
-        let delay = iface
+        let mut delay = iface
             .poll_delay(now, sockets)
             .map(|d| Duration::from_micros(d.total_micros()));
+        if *announcing {
+            delay = Some(delay.map_or(ANNOUNCE_RETRY, |d| d.min(ANNOUNCE_RETRY)));
+        }
         (delay, link.net().readiness())
     }
 }

@@ -1,4 +1,5 @@
 //! Two stacks joined by a loopback pair, run on the Fata executor with a time limit.
+#![allow(dead_code)] // each test file uses its own subset
 
 use std::future::Future;
 use std::time::Duration;
