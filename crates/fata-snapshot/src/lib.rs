@@ -16,6 +16,19 @@
 //! The vCPU's registers travel as the raw bytes of KVM's own structures ([`VcpuState`]): this
 //! crate stays free of KVM, and the monitor checks each blob's size when it turns it back into a
 //! structure.
+//!
+//! On the host, [`MemoryWriter`] writes the memory file, [`write_state`] the state file (after
+//! it, atomically), [`read_state`] and [`open_memory`] read them back, and [`verify_extents`]
+//! checks the memory's extents against their checksums.
+#![forbid(unsafe_code)]
+
+mod codec;
+mod dir;
+mod memory;
+
+pub use codec::{FormatError, decode, encode, state_crc};
+pub use dir::{SnapshotError, open_memory, read_state, write_state};
+pub use memory::{MemoryWriter, verify_extents};
 
 /// The state file's name inside a snapshot directory.
 pub const STATE_FILE: &str = "state";
