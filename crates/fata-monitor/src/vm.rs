@@ -732,6 +732,26 @@ mod tests {
     }
 
     #[test]
+    fn a_confined_vcpu_thread_can_freeze_its_guest() {
+        if !fata_testkit::kvm() {
+            return;
+        }
+        std::thread::spawn(|| {
+            let (guest, config) = counting_guest();
+            let mut vm = Vm::new(&guest.ram, guest.entry, config.mem_bytes).unwrap();
+            guest.write_boot_info(&vm, &config).unwrap();
+            crate::seccomp::confine().unwrap();
+            assert_eq!(run(&mut vm, &guest.ram).0, 0);
+            let state = vm.capture().unwrap();
+            assert!(state.tsc > 0 && state.tsc_khz > 0);
+            assert_eq!(state.msrs.len(), SAVED_MSRS.len(), "{:x?}", state.msrs);
+            assert_eq!(run(&mut vm, &guest.ram).0, 0, "the guest carries on");
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
     fn the_dirty_log_reports_the_guests_writes_and_the_monitors() {
         if !fata_testkit::kvm() {
             return;
