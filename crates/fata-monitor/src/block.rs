@@ -24,7 +24,16 @@
 //! ring, a key-value region, the boot info or the page tables, so a read cannot write over them.
 //! The host writes into a read's buffer while the guest runs; the guest promised not to touch it
 //! until the completion is published, and the monitor never reads it back, so a guest that does
-//! touch it only harms itself.
+//! touch it only harms itself. The host writes a read's buffer through a raw pointer, so when the
+//! read completes the monitor marks the buffer in the RAM's record of its own writes (dirty pages
+//! for snapshots and migration).
+//!
+//! Before a snapshot [`Blocks::quiesce`] waits for every request the engine has; nothing in
+//! flight on the host survives one. [`Blocks::save`] then keeps the ring indices, the completions
+//! not yet published and the sectors the engine holds in memory (a copy-on-write device's writes,
+//! grouped writes waiting for a flush); [`Blocks::restore`] opens files of the same size and takes
+//! them up. Requests the guest published that the monitor had not taken stay in the ring, in guest
+//! memory, and are taken after the restore.
 
 use crate::config::BlockConfig;
 use crate::memory::GuestRam;

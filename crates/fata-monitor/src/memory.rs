@@ -154,8 +154,8 @@ impl GuestRam {
     /// (`/proc/self/pagemap`, 8 bytes read per page of RAM: 1 MiB for 512 MiB), or if it is in a
     /// data extent of the file the RAM was mapped from (`SEEK_DATA`); pages never touched are
     /// neither and are not read. Each candidate is then read and dropped if it is all zeros,
-    /// so the cost is one pass over the pages the guest touched (memory bandwidth: about a
-    /// millisecond per 10 MiB here), and the snapshot holds no page the guest merely read.
+    /// so the cost is one pass over the pages the guest touched (about 35 ms for 256 MiB of
+    /// them in 512 MiB of RAM here, optimised), and the snapshot holds no page the guest merely read.
     /// `mincore(2)` is not enough: it misses anonymous pages that were swapped out.
     #[cfg_attr(
         not(test),

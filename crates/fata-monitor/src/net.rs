@@ -628,6 +628,42 @@ mod tests {
     }
 
     #[test]
+    fn received_frames_mark_their_slots_as_written_by_the_monitor() {
+        use std::io::Write;
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let mut fds = [0; 2];
+        // SAFETY: `pipe2` fills the two descriptors, which the `OwnedFd`s below then own.
+        let made = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) };
+        assert_eq!(made, 0);
+        // SAFETY: both descriptors are fresh and owned by nothing else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (tap, mut sender) = (File::from(read), File::from(write));
+        sender.write_all(&[0xaa; 60]).unwrap();
+        let ram = GuestRam::new(4 << 20).unwrap();
+        ram.take_dirty();
+        let counters = Counters::default();
+        let mut port = Port {
+            ring: ram
+                .slice(GuestAddr(0), net_ring_len(RX_SLOTS, TX_SLOTS))
+                .unwrap(),
+            tap: &tap,
+            counters: &counters,
+            rx_produced: 0,
+            tx_consumed: 0,
+        };
+        assert_eq!(port.receive().unwrap(), 1);
+        let dirty = ram.take_dirty();
+        let page = |addr: u64| dirty[(addr >> 18) as usize] & (1 << ((addr >> 12) % 64)) != 0;
+        let slot = net_rx_slot(RX_SLOTS, 0);
+        assert!(page(slot + FRAME), "the frame's slot");
+        assert!(page(NET_RX_HEADER + PRODUCED), "the receive ring's header");
+        assert!(
+            !page(net_rx_slot(RX_SLOTS, 2) + FRAME),
+            "a slot nothing reached"
+        );
+    }
+
+    #[test]
     fn a_saved_interface_keeps_its_ring_indices_mac_and_moves() {
         let device = |name: &str, handle| Device {
             name: name.into(),

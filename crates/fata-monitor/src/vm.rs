@@ -1,11 +1,11 @@
 //! The KVM side: open `/dev/kvm`, create the VM and its one vCPU in the hvt entry state, and run the
 //! vCPU loop.
 //!
-//! For snapshots and migration, [`Vm::capture`] freezes the vCPU into a
-//! [`VcpuState`](fata_snapshot::VcpuState) (KVM's own structures as bytes) and [`Vm::restore`]
-//! makes a fresh VM over RAM that already holds the guest and carries it on, its TSC moved on by
-//! the time the guest spent frozen. [`DirtyLog`] reports the pages written since it last looked,
-//! from any thread, while the guest runs.
+//! For snapshots and migration, [`Vm::capture`] freezes the vCPU into a [`VcpuState`] (KVM's own
+//! structures as bytes) and [`Vm::restore`] makes a fresh VM over RAM that already holds the guest
+//! and carries it on, its TSC moved on by the time the guest spent frozen (where KVM can set a
+//! guest's TSC: kvm_pvm cannot, and the guest reads the host's). [`DirtyLog`] reports the pages
+//! written since it last looked, from any thread, while the guest runs.
 
 use crate::arch;
 use crate::error::{Error, FaultKind};
