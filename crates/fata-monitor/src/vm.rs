@@ -729,6 +729,28 @@ mod tests {
                 set.ahead_ns / 1_000_000
             );
         }
+
+        // A TSC at another frequency, which this host's KVM cannot scale to, and a blob of the
+        // wrong size: errors that say what is wrong.
+        let other = VcpuState {
+            tsc_khz: state.tsc_khz / 2,
+            ..state.clone()
+        };
+        let again = GuestRam::map_private(&memory, config.mem_bytes).unwrap();
+        match Vm::restore(&again, &other, 0) {
+            Err(e) => assert!(e.to_string().contains("cannot scale it"), "{e}"),
+            Ok(_) => eprintln!("KVM here scales a guest's TSC"),
+        }
+        let mut short = state.clone();
+        short.lapic.pop();
+        let Err(e) = Vm::restore(&again, &short, 0) else {
+            panic!("a short local APIC state was taken");
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("1023 bytes where KVM's structure has 1024"),
+            "{text}"
+        );
     }
 
     #[test]
