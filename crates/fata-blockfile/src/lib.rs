@@ -589,6 +589,29 @@ impl BlockFile {
         self.queued.len() + self.in_ring + self.done.len()
     }
 
+    /// The sectors held in memory in front of the file, in sector order: a copy-on-write
+    /// device's writes, grouped writes waiting for a flush, a journal applied in memory. A
+    /// snapshot of the device carries them; [`hold`](Self::hold) gives them back.
+    pub fn held(&self) -> impl ExactSizeIterator<Item = (u64, &[u8; SECTOR_SIZE as usize])> {
+        self.overlay.iter()
+    }
+
+    /// Holds `data` (whole sectors) in memory as the sectors from `sector` on, where reads see
+    /// them: what [`held`](Self::held) listed for a device restored from a snapshot. On a
+    /// read-write device they wait for the next flush, as grouped writes do. `false`, holding
+    /// nothing, when `data` is not whole sectors or runs past the device's end.
+    pub fn hold(&mut self, sector: u64, data: &[u8]) -> bool {
+        let count = data.len() as u64 / SECTOR_SIZE;
+        let fits = sector
+            .checked_add(count)
+            .is_some_and(|end| end <= self.sectors);
+        if !data.len().is_multiple_of(SECTOR_SIZE as usize) || !fits {
+            return false;
+        }
+        self.overlay.write(sector, data);
+        true
+    }
+
     /// What the device has done since it was opened.
     pub fn stats(&self) -> BlockFileStats {
         self.stats

@@ -228,6 +228,51 @@ fn copy_on_write_keeps_writes_in_memory_and_the_file_unchanged() {
 }
 
 #[test]
+fn sectors_held_in_memory_are_listed_and_given_back_to_another_device() {
+    let image = Image::new(MIB);
+    let mut pattern = vec![0u8; MIB as usize];
+    fill_pattern(&mut pattern, 8);
+    std::fs::write(&image.path, &pattern).unwrap();
+    let mut file = BlockFile::open(&image.path, Mode::CopyOnWrite).unwrap();
+    let mut plain = Buffer::pattern(1024, 9);
+    assert_eq!(write(&mut file, 16, &mut plain, false), Status::Ok);
+    // SAFETY: a discard carries no buffer.
+    let done = unsafe { run(&mut file, &[discard(1, 30, 1)]) };
+    assert_eq!(done, [(1, Status::Ok)]);
+    let held: Vec<(u64, Vec<u8>)> = file.held().map(|(n, b)| (n, b.to_vec())).collect();
+    let numbers: Vec<u64> = held.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, [16, 17, 30]);
+    assert!(held[0].1 == plain.as_slice()[..512] && held[2].1 == [0; 512]);
+
+    // A fresh device of the same file, given those sectors, reads what the first one did.
+    let mut restored = BlockFile::open(&image.path, Mode::CopyOnWrite).unwrap();
+    for (sector, bytes) in &held {
+        assert!(restored.hold(*sector, bytes));
+    }
+    let back = read(&mut restored, 15, 16 * 512);
+    let mut expected = pattern[15 * 512..31 * 512].to_vec();
+    expected[512..3 * 512].copy_from_slice(plain.as_slice());
+    expected[15 * 512..].fill(0);
+    assert!(back.as_slice() == expected);
+    assert!(contents(&image.path) == pattern, "the file never changes");
+    // Past the end, or not whole sectors: refused, nothing held.
+    let sectors = MIB / 512;
+    assert!(!restored.hold(sectors - 1, &[0; 1024]));
+    assert!(!restored.hold(u64::MAX, &[0; 512]));
+    assert!(!restored.hold(0, &[0; 100]));
+    assert_eq!(restored.held().len(), 3);
+
+    // On a read-write device they wait for the next flush, as grouped writes do.
+    drop((file, restored));
+    let mut rw = BlockFile::open(&image.path, Mode::ReadWrite).unwrap();
+    assert!(rw.hold(16, plain.as_slice()));
+    assert!(contents(&image.path) == pattern);
+    // SAFETY: a flush carries no buffer.
+    assert_eq!(unsafe { run(&mut rw, &[flush(2)]) }, [(2, Status::Ok)]);
+    assert!(contents(&image.path)[16 * 512..18 * 512] == *plain.as_slice());
+}
+
+#[test]
 fn discarded_sectors_read_back_as_zeros_and_free_their_space() {
     let image = Image::new(4 * MIB);
     let mut file = BlockFile::open(&image.path, Mode::ReadWrite).unwrap();

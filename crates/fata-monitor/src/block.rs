@@ -24,11 +24,20 @@
 //! ring, a key-value region, the boot info or the page tables, so a read cannot write over them.
 //! The host writes into a read's buffer while the guest runs; the guest promised not to touch it
 //! until the completion is published, and the monitor never reads it back, so a guest that does
-//! touch it only harms itself.
+//! touch it only harms itself. The host writes a read's buffer through a raw pointer, so when the
+//! read completes the monitor marks the buffer in the RAM's record of its own writes (dirty pages
+//! for snapshots and migration).
+//!
+//! Before a snapshot [`Blocks::quiesce`] waits for every request the engine has; nothing in
+//! flight on the host survives one. [`Blocks::save`] then keeps the ring indices, the completions
+//! not yet published and the sectors the engine holds in memory (a copy-on-write device's writes,
+//! grouped writes waiting for a flush); [`Blocks::restore`] opens files of the same size and takes
+//! them up. Requests the guest published that the monitor had not taken stay in the ring, in guest
+//! memory, and are taken after the restore.
 
 use crate::config::BlockConfig;
 use crate::memory::GuestRam;
-use crate::poll::Service;
+use crate::poll::{Service, wait_readable};
 use crate::violation::{AbiViolation, RingDefect, Stop};
 use fata_blockfile::{BlockFile, Mode, Op, OpenError, Request, Status};
 use fata_hvt_abi::{
@@ -38,12 +47,14 @@ use fata_hvt_abi::{
     block_ring_len, doorbell_address,
 };
 use fata_hvt_codec::Codec;
+use fata_snapshot::BlockState;
 use std::collections::VecDeque;
 use std::io;
 use std::mem::offset_of;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 use thiserror::Error;
 use vm_memory::bitmap::BitmapSlice;
 use vm_memory::{Bytes, VolatileSlice};
@@ -70,6 +81,71 @@ pub struct BlockSetupError {
     /// Why.
     #[source]
     pub source: OpenError,
+}
+
+/// Block devices that cannot carry on a snapshot's.
+#[derive(Debug, Error)]
+pub enum BlockRestoreError {
+    /// A file cannot be opened.
+    #[error(transparent)]
+    Open(#[from] BlockSetupError),
+    /// Not as many devices as the snapshot had.
+    #[error(
+        "the snapshot has {saved} block devices but {given} were given; give each of its \
+         devices a file, in the same order"
+    )]
+    Count {
+        /// Devices in the snapshot.
+        saved: usize,
+        /// Devices given.
+        given: usize,
+    },
+    /// A file of another size than the saved device.
+    #[error(
+        "block device {name}: {} holds {sectors} sectors, but the device in the snapshot had \
+         {saved}; give it the file the snapshot was taken with, or a copy of it",
+        path.display()
+    )]
+    Size {
+        /// The device's name.
+        name: String,
+        /// The file given.
+        path: PathBuf,
+        /// Its size in sectors.
+        sectors: u64,
+        /// The saved device's.
+        saved: u64,
+    },
+    /// Another mode than the saved device's.
+    #[error(
+        "block device {name} was {saved} in the snapshot and cannot come back {given}; give it \
+         the same mode (a read-write device may also come back copy-on-write)"
+    )]
+    Mode {
+        /// The device's name.
+        name: String,
+        /// The saved mode.
+        saved: String,
+        /// The mode given.
+        given: &'static str,
+    },
+    /// The saved state cannot be a device's.
+    #[error("block device {name}: the snapshot is damaged: {defect}")]
+    Damaged {
+        /// The device's name.
+        name: String,
+        /// What is wrong.
+        defect: &'static str,
+    },
+}
+
+/// A mode's name in a snapshot: `rw`, `ro` or `cow`.
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::ReadWrite => "rw",
+        Mode::ReadOnly => "ro",
+        Mode::CopyOnWrite => "cow",
+    }
 }
 
 /// Counters over all devices, for `--stats`.
@@ -112,11 +188,14 @@ struct Taken {
     tag: u64,
     op: BlockOp,
     len: u64,
+    /// A read's or write's buffer.
+    buffer: Option<GuestAddr>,
 }
 
 /// One configured device and the monitor's own ring indices (never read back from guest memory).
 struct Device {
     name: String,
+    path: PathBuf,
     handle: u32,
     file: BlockFile,
     ring_addr: u64,
@@ -156,6 +235,7 @@ impl Blocks {
                 })?;
             devices.push(Device {
                 name: config.name.clone(),
+                path: config.path.clone(),
                 handle: first_handle + i as u32,
                 file,
                 ring_addr: 0,
@@ -281,6 +361,74 @@ impl Blocks {
             s.recovered_sectors += e.recovered_sectors;
         }
         s
+    }
+
+    /// Opens the files for `configs` to carry on the devices of a snapshot, `states` in the same
+    /// order: each file must have the saved device's size; the devices take up the saved ring
+    /// indices, unpublished completions and held sectors. The rings themselves are in the
+    /// restored guest RAM. A device saved read-write may come back copy-on-write (a clone that
+    /// leaves the file alone); otherwise the mode must be the saved one.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "snapshot, restore and migration call it")
+    )]
+    pub(crate) fn restore(
+        configs: &[BlockConfig],
+        first_handle: u32,
+        states: &[BlockState],
+    ) -> Result<Blocks, BlockRestoreError> {
+        if configs.len() != states.len() {
+            return Err(BlockRestoreError::Count {
+                saved: states.len(),
+                given: configs.len(),
+            });
+        }
+        let mut blocks = Blocks::open(configs, first_handle)?;
+        for (device, state) in blocks.devices.iter_mut().zip(states) {
+            let mode = mode_name(device.file.mode());
+            if mode != state.mode && !(state.mode == "rw" && mode == "cow") {
+                return Err(BlockRestoreError::Mode {
+                    name: state.name.clone(),
+                    saved: state.mode.clone(),
+                    given: mode,
+                });
+            }
+            if device.file.sectors() != state.sectors {
+                return Err(BlockRestoreError::Size {
+                    name: state.name.clone(),
+                    path: device.path.clone(),
+                    sectors: device.file.sectors(),
+                    saved: state.sectors,
+                });
+            }
+            device.restore(state)?;
+        }
+        Ok(blocks)
+    }
+
+    /// Before a snapshot: waits until the engine has finished every request the monitor took
+    /// from the rings (requests the guest published and the monitor has not taken stay in the
+    /// ring, for whoever carries the guest on) and publishes the completions that fit; the rest
+    /// wait in the devices' state. An error if some request is still unfinished at `deadline`.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "snapshot, restore and migration call it")
+    )]
+    pub(crate) fn quiesce(&mut self, ram: &GuestRam, deadline: Instant) -> Result<(), Stop> {
+        for device in &mut self.devices {
+            device.quiesce(ram, deadline)?;
+        }
+        Ok(())
+    }
+
+    /// The devices' state for a snapshot, in handle order; call it after
+    /// [`quiesce`](Self::quiesce), with the guest stopped.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "snapshot, restore and migration call it")
+    )]
+    pub(crate) fn save(&self) -> Vec<BlockState> {
+        self.devices.iter().map(Device::save).collect()
     }
 
     /// A doorbell store reached the monitor: serves device `handle`'s rings. `Ok(false)` when
@@ -422,8 +570,10 @@ impl Device {
         })
     }
 
-    /// Moves what the engine finished into `done`, freeing its table entries.
-    fn reap(&mut self) {
+    /// Moves what the engine finished into `done`, freeing its table entries; marks the
+    /// buffers that reads wrote (the host wrote them through a raw pointer) in the RAM's record
+    /// of the monitor's writes.
+    fn reap(&mut self, ram: &GuestRam) {
         let Device {
             file,
             table,
@@ -437,6 +587,9 @@ impl Device {
                 return;
             };
             free.push(index as u32);
+            if let (BlockOp::Read, Some(buffer)) = (taken.op, taken.buffer) {
+                ram.mark_dirty(buffer, taken.len);
+            }
             let status = ring_status(status);
             match (status, taken.op) {
                 (BlockStatus::Ok, BlockOp::Read) => stats.bytes_read += taken.len,
@@ -454,15 +607,7 @@ impl Device {
         let ring = ram
             .slice(GuestAddr(self.ring_addr), block_ring_len(SLOTS))
             .map_err(|e| Stop::Host("mapping a block ring", io::Error::other(e)))?;
-        let consumed = load(&ring, COMPLETIONS_CONSUMED, Ordering::Acquire);
-        let seen = self.completions_seen;
-        if consumed.wrapping_sub(seen) > self.completions_produced.wrapping_sub(seen) {
-            return Err(self.violation(RingDefect::CompletionIndex {
-                produced: self.completions_produced,
-                consumed,
-            }));
-        }
-        self.completions_seen = consumed;
+        let consumed = self.completions_consumed(&ring)?;
         let produced = load(&ring, REQUESTS_PRODUCED, Ordering::Acquire);
         let pending = produced.wrapping_sub(self.requests_consumed);
         if pending > SLOTS {
@@ -513,8 +658,116 @@ impl Device {
         self.file
             .start()
             .map_err(|e| Stop::Host("starting block requests", e))?;
-        self.reap();
+        self.reap(ram);
         self.publish(&ring, consumed);
+        Ok(())
+    }
+
+    /// The guest's `completions_consumed`, checked: it only moves forward, and never past what
+    /// the monitor produced.
+    fn completions_consumed<B: BitmapSlice>(
+        &mut self,
+        ring: &VolatileSlice<'_, B>,
+    ) -> Result<u32, Stop> {
+        let consumed = load(ring, COMPLETIONS_CONSUMED, Ordering::Acquire);
+        let seen = self.completions_seen;
+        if consumed.wrapping_sub(seen) > self.completions_produced.wrapping_sub(seen) {
+            return Err(self.violation(RingDefect::CompletionIndex {
+                produced: self.completions_produced,
+                consumed,
+            }));
+        }
+        self.completions_seen = consumed;
+        Ok(consumed)
+    }
+
+    /// Waits until the engine has finished every request the monitor took, or `deadline`
+    /// passes (then it is an error), and publishes the completions the ring has room for.
+    fn quiesce(&mut self, ram: &GuestRam, deadline: Instant) -> Result<(), Stop> {
+        let ring = ram
+            .slice(GuestAddr(self.ring_addr), block_ring_len(SLOTS))
+            .map_err(|e| Stop::Host("mapping a block ring", io::Error::other(e)))?;
+        loop {
+            self.file
+                .start()
+                .map_err(|e| Stop::Host("starting block requests", e))?;
+            self.reap(ram);
+            if self.free.len() == SLOTS as usize {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Stop::Host(
+                    "finishing block requests before a snapshot",
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "{} requests to {} did not finish in time; the host's storage is \
+                             stuck, try again when it answers",
+                            SLOTS as usize - self.free.len(),
+                            self.path.display()
+                        ),
+                    ),
+                ));
+            }
+            wait_readable(&[self.file.completion_fd()], Some(left))
+                .map_err(|e| Stop::Host("waiting for block requests", e))?;
+        }
+        let consumed = self.completions_consumed(&ring)?;
+        self.publish(&ring, consumed);
+        Ok(())
+    }
+
+    /// The device's state for a snapshot; it has nothing in flight (after `quiesce`).
+    fn save(&self) -> BlockState {
+        let mut overlay: Vec<(u64, Vec<u8>)> = Vec::new();
+        for (sector, bytes) in self.file.held() {
+            match overlay.last_mut() {
+                Some((first, run)) if *first + (run.len() as u64 / BLOCK_SECTOR_SIZE) == sector => {
+                    run.extend_from_slice(bytes)
+                }
+                _ => overlay.push((sector, bytes.to_vec())),
+            }
+        }
+        BlockState {
+            name: self.name.clone(),
+            path: self.path.to_string_lossy().into_owned(),
+            mode: mode_name(self.file.mode()).into(),
+            sectors: self.file.sectors(),
+            ring_addr: self.ring_addr,
+            requests_consumed: self.requests_consumed,
+            completions_produced: self.completions_produced,
+            completions_seen: self.completions_seen,
+            pending: (self.done.iter())
+                .map(|&(tag, status)| (tag, status as u32))
+                .collect(),
+            overlay,
+        }
+    }
+
+    /// Takes the indices, unpublished completions and held sectors of `state`, the snapshot of
+    /// a device over a file of the same size.
+    fn restore(&mut self, state: &BlockState) -> Result<(), BlockRestoreError> {
+        let fail = |defect| BlockRestoreError::Damaged {
+            name: state.name.clone(),
+            defect,
+        };
+        if state.pending.len() > SLOTS as usize {
+            return Err(fail("more unpublished completions than the ring has slots"));
+        }
+        for &(tag, status) in &state.pending {
+            let status = BlockStatus::from_u32(status).ok_or(fail("an unknown status"))?;
+            self.done.push_back((tag, status));
+        }
+        for (sector, bytes) in &state.overlay {
+            if !self.file.hold(*sector, bytes) {
+                return Err(fail("sectors past the device's end, or not whole sectors"));
+            }
+        }
+        self.ring_addr = state.ring_addr;
+        self.requests_consumed = state.requests_consumed;
+        self.completions_produced = state.completions_produced;
+        self.completions_seen = state.completions_seen;
         Ok(())
     }
 
@@ -543,6 +796,7 @@ impl Device {
             tag,
             op: checked.op,
             len: checked.len,
+            buffer: checked.buffer,
         });
         let counter = match checked.op {
             BlockOp::Read => &mut self.stats.reads,
@@ -603,7 +857,6 @@ impl Device {
 mod tests {
     use super::*;
     use crate::layout::BOOT_INFO_ADDR;
-    use crate::poll::wait_readable;
     use std::io::Write;
     use std::time::Duration;
 
@@ -991,6 +1244,135 @@ mod tests {
                 .all(|(i, d)| i == 2 || *d == DeviceInfo::EMPTY)
         );
         assert!(b.ring().is_multiple_of(PAGE_SIZE));
+    }
+
+    #[test]
+    fn quiesce_finishes_what_was_taken_and_leaves_the_rest_in_the_ring() {
+        let mut b = bench(Mode::ReadWrite);
+        let heap = HEAP.0;
+        b.ram.take_dirty();
+        let reads: Vec<BlockRequest> = (0..8)
+            .map(|i| request(i, BlockOp::Read, i * 8, 4096, heap + i * 0x1000))
+            .collect();
+        b.publish(&reads);
+        b.publish(&[request(8, BlockOp::Write, 0, 4096, heap + 0x10_000)]);
+        b.serve().unwrap();
+        // Published after the last pass: the monitor has not taken these.
+        b.publish(&[
+            request(9, BlockOp::Flush, 0, 0, 0),
+            request(10, BlockOp::Read, 0, 512, heap + 0x20_000),
+        ]);
+        b.blocks
+            .quiesce(&b.ram, Instant::now() + Duration::from_secs(10))
+            .unwrap();
+        let device = &b.blocks.devices[0];
+        assert_eq!(device.free.len(), SLOTS as usize, "nothing in flight");
+        assert_eq!(b.get(REQUESTS_CONSUMED), 9);
+        assert_eq!(
+            b.get(COMPLETIONS_PRODUCED),
+            9,
+            "every completion fits the ring"
+        );
+        assert_eq!(b.get(REQUESTS_PRODUCED), 11);
+        // The reads' buffers (and the ring) are marked as written by the monitor.
+        let dirty = b.ram.take_dirty();
+        let page = |addr: u64| dirty[(addr >> 18) as usize] & (1 << ((addr >> 12) % 64)) != 0;
+        assert!((0..8).all(|i| page(heap + i * 0x1000)));
+        assert!(!page(heap + 0x10_000), "a write's buffer is only read");
+        assert!(page(b.ring()));
+        let state = b.blocks.save();
+        assert_eq!(state.len(), 1);
+        let s = &state[0];
+        assert_eq!(
+            (s.name.as_str(), s.mode.as_str(), s.sectors, s.ring_addr),
+            ("storage", "rw", SECTORS, b.ring())
+        );
+        assert_eq!((s.requests_consumed, s.completions_produced), (9, 9));
+        assert!(s.pending.is_empty() && s.overlay.is_empty());
+    }
+
+    #[test]
+    fn a_saved_device_carries_on_over_the_same_ring_and_a_file_of_its_size() {
+        let mut b = bench(Mode::CopyOnWrite);
+        let heap = HEAP.0;
+        b.ram.write(GuestAddr(heap), &[0xcd; 1024]).unwrap();
+        b.ram.write(GuestAddr(heap + 0x1000), &[0xef; 512]).unwrap();
+        b.publish(&[
+            request(1, BlockOp::Write, 4, 1024, heap),
+            request(2, BlockOp::Write, 9, 512, heap + 0x1000),
+        ]);
+        assert_eq!(
+            b.completions(2),
+            [(1, BlockStatus::Ok), (2, BlockStatus::Ok)]
+        );
+        // One request the monitor never took, and one completion it never published.
+        b.publish(&[request(3, BlockOp::Read, 3, 4096, heap + 0x2000)]);
+        b.blocks
+            .quiesce(&b.ram, Instant::now() + Duration::from_secs(10))
+            .unwrap();
+        let mut state = b.blocks.save();
+        assert_eq!(state[0].mode, "cow");
+        let overlay: Vec<(u64, usize)> = (state[0].overlay.iter())
+            .map(|(sector, bytes)| (*sector, bytes.len()))
+            .collect();
+        assert_eq!(overlay, [(4, 1024), (9, 512)], "held sectors, in runs");
+        state[0].pending.push((77, BlockStatus::IoError as u32));
+        let config = BlockConfig {
+            name: "storage".into(),
+            path: b.file.path().into(),
+            mode: Mode::CopyOnWrite,
+        };
+        let writable = b.blocks.writable.clone();
+        b.blocks = Blocks::restore(std::slice::from_ref(&config), 2, &state).unwrap();
+        b.blocks.set_writable(writable);
+        // The untaken read is taken now and sees the saved writes; the saved completion is
+        // published first.
+        let done = b.completions(2);
+        assert_eq!(done, [(3, BlockStatus::Ok), (77, BlockStatus::IoError)]);
+        let mut read = [0u8; 4096];
+        b.ram.read(GuestAddr(heap + 0x2000), &mut read).unwrap();
+        // Sectors 3 to 10: the file's bytes (each its sector's number) but for the writes.
+        let sector = |n: u8| vec![n; 512];
+        let expected = [sector(3), sector(0xcd), sector(0xcd), sector(6), sector(7)]
+            .into_iter()
+            .chain([sector(8), sector(0xef), sector(10)])
+            .flatten()
+            .collect::<Vec<u8>>();
+        assert_eq!(read.to_vec(), expected);
+        let s = &b.blocks.save()[0];
+        assert_eq!((s.requests_consumed, s.completions_produced), (3, 4));
+
+        // A file of another size, another mode, another number of devices: refused.
+        let short = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(short.path(), vec![0u8; 512 * (SECTORS as usize - 1)]).unwrap();
+        let other = BlockConfig {
+            path: short.path().into(),
+            ..config.clone()
+        };
+        let Err(e) = Blocks::restore(&[other], 2, &state) else {
+            panic!("a file of another size was taken");
+        };
+        assert!(
+            e.to_string().contains(&format!("{} sectors", SECTORS - 1)),
+            "{e}"
+        );
+        let read_only = BlockConfig {
+            mode: Mode::ReadOnly,
+            ..config.clone()
+        };
+        let Err(e) = Blocks::restore(&[read_only], 2, &state) else {
+            panic!("another mode was taken");
+        };
+        assert!(e.to_string().contains("was cow in the snapshot"), "{e}");
+        assert!(matches!(
+            Blocks::restore(&[], 2, &state),
+            Err(BlockRestoreError::Count { saved: 1, given: 0 })
+        ));
+        state[0].pending[0].1 = 999;
+        assert!(matches!(
+            Blocks::restore(&[config], 2, &state),
+            Err(BlockRestoreError::Damaged { .. })
+        ));
     }
 
     #[test]

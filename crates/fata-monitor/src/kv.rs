@@ -25,6 +25,7 @@ use fata_hvt_abi::{
     MAX_MEM_BYTES, PAGE_SIZE, kv_index_len,
 };
 use fata_hvt_codec::Codec;
+use fata_snapshot::KvState;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -185,6 +186,46 @@ impl Kvs {
             stores,
             first_handle,
         })
+    }
+
+    /// The stores of a snapshot, whose regions are in the restored guest RAM already: nothing
+    /// is read again, and the stores list no files (`--stats` counts none). Their handles follow
+    /// the `first_handle` other devices.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "snapshot, restore and migration call it")
+    )]
+    pub(crate) fn restore(states: &[KvState], first_handle: usize) -> Kvs {
+        let stores = (states.iter())
+            .map(|state| Store {
+                name: state.name.clone(),
+                dir: PathBuf::from(&state.source),
+                image: None,
+                files: Vec::new(),
+                len: state.region_len,
+                addr: state.region_addr,
+            })
+            .collect();
+        Kvs {
+            stores,
+            first_handle,
+        }
+    }
+
+    /// The stores' state for a snapshot, in handle order.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "snapshot, restore and migration call it")
+    )]
+    pub(crate) fn save(&self) -> Vec<KvState> {
+        (self.stores.iter())
+            .map(|store| KvState {
+                name: store.name.clone(),
+                source: store.dir.to_string_lossy().into_owned(),
+                region_addr: store.addr,
+                region_len: store.len,
+            })
+            .collect()
     }
 
     /// Whether there are no stores.
@@ -518,6 +559,24 @@ mod tests {
         assert_eq!(kv.get("index.html"), Some(&b"<h1>hi</h1>"[..]));
         assert_eq!(kv.get("css/deep/x"), Some(&b""[..]));
         assert_eq!(kvs.totals(), (3, 17));
+        // Saved and restored, the store keeps its region and source, and reads nothing.
+        let saved = kvs.save();
+        assert_eq!(
+            saved,
+            [KvState {
+                name: "data".into(),
+                source: dir.path().to_string_lossy().into_owned(),
+                region_addr: bottom,
+                region_len: infos[1].ring_len,
+            }]
+        );
+        std::fs::remove_dir_all(dir.path()).unwrap();
+        let restored = Kvs::restore(&saved, 1);
+        assert_eq!(restored.save(), saved);
+        assert_eq!(restored.read_only(), kvs.read_only());
+        let mut again = [DeviceInfo::EMPTY; fata_hvt_abi::MAX_DEVICES];
+        restored.device_infos(&mut again);
+        assert_eq!(again, infos);
     }
 
     #[test]

@@ -39,6 +39,7 @@ use fata_hvt_abi::{
     NET_MTU, NET_RX_HEADER, NET_TX_HEADER, NetRingHeader, NetSlotHeader, PAGE_SIZE, YIELD_FOREVER,
     doorbell_address, net_ring_len, net_rx_slot, net_tx_slot,
 };
+use fata_snapshot::NetState;
 use std::cell::Cell;
 use std::fs::File;
 use std::io;
@@ -104,6 +105,8 @@ struct Device {
     handle: u32,
     mac: [u8; 6],
     tap: File,
+    /// The tap interface's name.
+    tap_name: String,
     ring_addr: u64,
     rx_produced: Cell<u32>,
     tx_consumed: Cell<u32>,
@@ -128,6 +131,25 @@ pub struct NetSetupError {
     /// Why.
     #[source]
     pub source: io::Error,
+}
+
+/// Network devices that cannot carry on a snapshot's.
+#[derive(Debug, Error)]
+pub enum NetRestoreError {
+    /// A tap cannot be opened.
+    #[error(transparent)]
+    Open(#[from] NetSetupError),
+    /// Not as many interfaces as the snapshot had.
+    #[error(
+        "the snapshot has {saved} network interfaces but {given} taps were given; give each of \
+         its interfaces a tap, in the same order"
+    )]
+    Count {
+        /// Interfaces in the snapshot.
+        saved: usize,
+        /// Taps given.
+        given: usize,
+    },
 }
 
 /// All network devices of a guest. Only the vCPU thread uses them.
@@ -168,6 +190,7 @@ impl Nets {
                 handle: handle as u32,
                 mac,
                 tap,
+                tap_name: config.tap.clone(),
                 ring_addr: 0,
                 rx_produced: Cell::new(0),
                 tx_consumed: Cell::new(0),
@@ -184,6 +207,67 @@ impl Nets {
             naps: Cell::new(0),
             moved: Cell::new(false),
         })
+    }
+
+    /// Opens the taps for `configs` to carry on the interfaces of a snapshot, `states` in the
+    /// same order (the taps may be others than the saved ones: the guest moved). Each interface
+    /// keeps its saved name, MAC address, ring and the monitor's indices into it; the rings are in
+    /// the restored guest RAM.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "snapshot, restore and migration call it")
+    )]
+    pub(crate) fn restore(
+        configs: &[NetConfig],
+        coalesce: Duration,
+        states: &[NetState],
+    ) -> Result<Nets, NetRestoreError> {
+        if configs.len() != states.len() {
+            return Err(NetRestoreError::Count {
+                saved: states.len(),
+                given: configs.len(),
+            });
+        }
+        let configs: Vec<NetConfig> = (configs.iter().zip(states))
+            .map(|(config, state)| NetConfig {
+                mac: Some(state.mac),
+                ..config.clone()
+            })
+            .collect();
+        let mut nets = Nets::open(&configs, coalesce)?;
+        nets.resume(states);
+        Ok(nets)
+    }
+
+    /// Takes up the saved state of each device, paired in order.
+    fn resume(&mut self, states: &[NetState]) {
+        for (device, state) in self.devices.iter_mut().zip(states) {
+            device.name.clone_from(&state.name);
+            device.mac = state.mac;
+            device.ring_addr = state.ring_addr;
+            device.rx_produced.set(state.rx_produced);
+            device.tx_consumed.set(state.tx_consumed);
+            device.moves.set(state.moves);
+        }
+    }
+
+    /// The devices' state for a snapshot, in handle order; call it with the guest stopped.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "snapshot, restore and migration call it")
+    )]
+    pub(crate) fn save(&self) -> Vec<NetState> {
+        (self.devices.iter())
+            .map(|d| NetState {
+                name: d.name.clone(),
+                tap: d.tap_name.clone(),
+                mac: d.mac,
+                ring_addr: d.ring_addr,
+                rx_produced: d.rx_produced.get(),
+                tx_consumed: d.tx_consumed.get(),
+                moves: d.moves.get(),
+            })
+            .collect()
     }
 
     /// Whether there are no devices.
@@ -614,6 +698,92 @@ mod tests {
         assert_eq!(nets.place(31 << 20), 31 << 20);
         nets.devices.clear();
         assert!(nets.device_infos().iter().all(|d| *d == DeviceInfo::EMPTY));
+    }
+
+    #[test]
+    fn received_frames_mark_their_slots_as_written_by_the_monitor() {
+        use std::io::Write;
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let mut fds = [0; 2];
+        // SAFETY: `pipe2` fills the two descriptors, which the `OwnedFd`s below then own.
+        let made = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) };
+        assert_eq!(made, 0);
+        // SAFETY: both descriptors are fresh and owned by nothing else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (tap, mut sender) = (File::from(read), File::from(write));
+        sender.write_all(&[0xaa; 60]).unwrap();
+        let ram = GuestRam::new(4 << 20).unwrap();
+        ram.take_dirty();
+        let counters = Counters::default();
+        let mut port = Port {
+            ring: ram
+                .slice(GuestAddr(0), net_ring_len(RX_SLOTS, TX_SLOTS))
+                .unwrap(),
+            tap: &tap,
+            counters: &counters,
+            rx_produced: 0,
+            tx_consumed: 0,
+        };
+        assert_eq!(port.receive().unwrap(), 1);
+        let dirty = ram.take_dirty();
+        let page = |addr: u64| dirty[(addr >> 18) as usize] & (1 << ((addr >> 12) % 64)) != 0;
+        let slot = net_rx_slot(RX_SLOTS, 0);
+        assert!(page(slot + FRAME), "the frame's slot");
+        assert!(page(NET_RX_HEADER + PRODUCED), "the receive ring's header");
+        assert!(
+            !page(net_rx_slot(RX_SLOTS, 2) + FRAME),
+            "a slot nothing reached"
+        );
+    }
+
+    #[test]
+    fn a_saved_interface_keeps_its_ring_indices_mac_and_moves() {
+        let device = |name: &str, handle| Device {
+            name: name.into(),
+            handle,
+            mac: [2, 0, 0, 0, 0, handle as u8],
+            tap: null_file().try_clone().unwrap(),
+            tap_name: format!("tap{handle}"),
+            ring_addr: 0x10_0000 * u64::from(handle + 1),
+            rx_produced: Cell::new(7 + handle),
+            tx_consumed: Cell::new(u32::MAX - handle),
+            moves: Cell::new(handle),
+            counters: Counters::default(),
+        };
+        let mut nets = Nets::open(&[], Duration::ZERO).unwrap();
+        nets.devices = vec![device("service", 0), device("admin", 1)];
+        let saved = nets.save();
+        assert_eq!(
+            saved[1],
+            NetState {
+                name: "admin".into(),
+                tap: "tap1".into(),
+                mac: [2, 0, 0, 0, 0, 1],
+                ring_addr: 0x20_0000,
+                rx_produced: 8,
+                tx_consumed: u32::MAX - 1,
+                moves: 1,
+            }
+        );
+        // Carried on over other taps, fresh devices take up the saved state.
+        let mut other = Nets::open(&[], Duration::ZERO).unwrap();
+        other.devices = vec![device("x", 5), device("y", 6)];
+        other.resume(&saved);
+        let mut back = other.save();
+        for (state, tap) in back.iter_mut().zip(["tap0", "tap1"]) {
+            assert_ne!(state.tap, tap, "the new taps");
+            state.tap = tap.into();
+        }
+        assert_eq!(back, saved);
+        let config = NetConfig {
+            name: "service".into(),
+            tap: "tap0".into(),
+            mac: None,
+        };
+        assert!(matches!(
+            Nets::restore(&[config], Duration::ZERO, &[]),
+            Err(NetRestoreError::Count { saved: 0, given: 1 })
+        ));
     }
 
     /// A guest-memory ring with the monitor's logic, no tap traffic.

@@ -1,6 +1,9 @@
 //! The seccomp allow-list the monitor confines itself to once the VM is set up.
 //!
 //! From then on the thread that runs the guest may only run the vCPU (`KVM_RUN`, `KVM_GET_REGS`),
+//! read the rest of its state for a snapshot (`KVM_GET_SREGS`, `_XSAVE`, `_XCRS`,
+//! `_VCPU_EVENTS`, `_LAPIC`, `_DEBUGREGS`, `_MSRS`, `_TSC_KHZ`; setting `immediate_exit` is a
+//! store to the mapped `kvm_run`, no call),
 //! write the console, read and write the network devices' taps (served on the guest's exits), make
 //! the calls fata-blockfile makes after `open` (its crate docs list them: `io_uring_enter`, `read`
 //! and `write` on its eventfd, `pwrite64`, `fdatasync` and `ftruncate` for a flush's journal),
@@ -10,20 +13,49 @@
 //! a killed process, and it still cannot reach anything outside the allow-list. The filter applies
 //! to the calling thread (and threads it starts later), for the rest of its life.
 
-use kvm_bindings::kvm_regs;
+use kvm_bindings::{
+    kvm_debugregs, kvm_lapic_state, kvm_msrs, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs,
+    kvm_xsave,
+};
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch,
 };
 use std::collections::BTreeMap;
 
-use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr};
+use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iowr_nr};
 
 /// The KVM ioctl type, as `<linux/kvm.h>` defines `KVMIO`.
 const KVMIO: std::os::raw::c_uint = 0xAE;
 // `KVM_RUN()` and `KVM_GET_REGS()`, numbered as kvm-ioctls numbers the same calls.
 ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
 ioctl_ior_nr!(KVM_GET_REGS, KVMIO, 0x81, kvm_regs);
+// The calls that read a vCPU's state for a snapshot (`vm::Vm::capture`).
+ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_sregs);
+ioctl_iowr_nr!(KVM_GET_MSRS, KVMIO, 0x88, kvm_msrs);
+ioctl_ior_nr!(KVM_GET_LAPIC, KVMIO, 0x8e, kvm_lapic_state);
+ioctl_ior_nr!(KVM_GET_VCPU_EVENTS, KVMIO, 0x9f, kvm_vcpu_events);
+ioctl_ior_nr!(KVM_GET_DEBUGREGS, KVMIO, 0xa1, kvm_debugregs);
+ioctl_io_nr!(KVM_GET_TSC_KHZ, KVMIO, 0xa3);
+ioctl_ior_nr!(KVM_GET_XSAVE, KVMIO, 0xa4, kvm_xsave);
+ioctl_ior_nr!(KVM_GET_XCRS, KVMIO, 0xa6, kvm_xcrs);
+
+/// The ioctls the vCPU thread may make (on any descriptor: the others it holds are not KVM's).
+fn ioctls() -> [u64; 10] {
+    [
+        KVM_RUN(),
+        KVM_GET_REGS(),
+        KVM_GET_SREGS(),
+        KVM_GET_MSRS(),
+        KVM_GET_LAPIC(),
+        KVM_GET_VCPU_EVENTS(),
+        KVM_GET_DEBUGREGS(),
+        KVM_GET_TSC_KHZ(),
+        KVM_GET_XSAVE(),
+        KVM_GET_XCRS(),
+    ]
+    .map(u64::from)
+}
 
 /// The system calls allowed with any arguments.
 const ALLOWED: &[libc::c_long] = &[
@@ -57,13 +89,11 @@ const ALLOWED: &[libc::c_long] = &[
 pub fn filter() -> Result<BpfProgram, seccompiler::Error> {
     let arg = |index, op, value| SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value);
     let mut rules = with_heap(ALLOWED)?;
-    rules.insert(
-        libc::SYS_ioctl,
-        vec![
-            SeccompRule::new(vec![arg(1, SeccompCmpOp::Eq, KVM_RUN())?])?,
-            SeccompRule::new(vec![arg(1, SeccompCmpOp::Eq, KVM_GET_REGS())?])?,
-        ],
-    );
+    let ioctls = ioctls()
+        .into_iter()
+        .map(|nr| SeccompRule::new(vec![arg(1, SeccompCmpOp::Eq, nr)?]))
+        .collect::<Result<_, _>>()?;
+    rules.insert(libc::SYS_ioctl, ioctls);
     build(rules)
 }
 
@@ -105,6 +135,15 @@ mod tests {
     fn ioctl_numbers_match_the_kernel_headers() {
         assert_eq!(KVM_RUN(), 0xae80);
         assert_eq!(KVM_GET_REGS(), 0x8090_ae81);
+        // As <linux/kvm.h> defines them on x86-64.
+        assert_eq!(KVM_GET_SREGS(), 0x8138_ae83);
+        assert_eq!(KVM_GET_MSRS(), 0xc008_ae88);
+        assert_eq!(KVM_GET_LAPIC(), 0x8400_ae8e);
+        assert_eq!(KVM_GET_VCPU_EVENTS(), 0x8040_ae9f);
+        assert_eq!(KVM_GET_DEBUGREGS(), 0x8080_aea1);
+        assert_eq!(KVM_GET_TSC_KHZ(), 0xaea3);
+        assert_eq!(KVM_GET_XSAVE(), 0x9000_aea4);
+        assert_eq!(KVM_GET_XCRS(), 0x8188_aea6);
     }
 
     #[test]
