@@ -234,10 +234,10 @@ fn dns(
                         in_flight[i] = in_flight[i].saturating_sub(1);
                         let now = Instant::now();
                         last_answer[i] = now;
-                        if let Some(previous) = previous_answer.replace(now) {
-                            if now - previous > longest_gap.0 {
-                                longest_gap = (now - previous, previous - start);
-                            }
+                        if let Some(previous) = previous_answer.replace(now)
+                            && now - previous > longest_gap.0
+                        {
+                            longest_gap = (now - previous, previous - start);
                         }
                         *rcodes.entry(buf[3] & 0xf).or_default() += 1;
                         let answer_id = usize::from(u16::from_be_bytes([buf[0], buf[1]]));

@@ -1,13 +1,65 @@
-//! `fata ps`, `pause`, `resume` and `stop`: the running hvt guests, through their monitors'
-//! control sockets (`fata-control`).
+//! `fata ps`, `pause`, `resume`, `stop`, `snapshot` and `migrate`: the running hvt guests,
+//! through their monitors' control sockets (`fata-control`).
 
 use crate::Failure;
 use clap::Args;
 use fata_control::{ClientError, Info, Reply, Request};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Exit status when no guest has the name, or its monitor refused or failed the request.
 pub const EXIT_CONTROL: u8 = 7;
+
+/// `fata snapshot`.
+#[derive(Args)]
+pub struct SnapshotArgs {
+    /// The guest's name, as `fata ps` lists it.
+    name: String,
+    /// The directory to write the snapshot to (created; it must not exist or be empty).
+    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    dir: PathBuf,
+    /// End the guest once the snapshot is written (`fata restore DIR` carries it on).
+    #[arg(long)]
+    stop: bool,
+    /// Write only the memory changed since this run's last snapshot, which becomes the new
+    /// one's parent: small and quick, and restorable while the parent is kept.
+    #[arg(long)]
+    diff: bool,
+}
+
+/// Asks the guest's monitor for a snapshot.
+pub fn snapshot(args: &SnapshotArgs) -> Result<ExitCode, Failure> {
+    let dir = std::path::absolute(&args.dir)
+        .map_err(|e| Failure::new(2, format!("-o {}: {e}", args.dir.display())))?;
+    send(
+        &args.name,
+        &Request::Snapshot {
+            dir,
+            stop: args.stop,
+            diff: args.diff,
+        },
+    )
+}
+
+/// `fata migrate`.
+#[derive(Args)]
+pub struct MigrateArgs {
+    /// The guest's name, as `fata ps` lists it.
+    name: String,
+    /// Where `fata receive --listen HOST:PORT` waits for it.
+    #[arg(long, value_name = "HOST:PORT")]
+    to: String,
+}
+
+/// Asks the guest's monitor to move it to another monitor.
+pub fn migrate(args: &MigrateArgs) -> Result<ExitCode, Failure> {
+    send(
+        &args.name,
+        &Request::Migrate {
+            to: args.to.clone(),
+        },
+    )
+}
 
 /// `fata ps`.
 #[derive(Args)]

@@ -86,6 +86,51 @@ enum Command {
         /// The guest's name, as `fata ps` lists it.
         name: String,
     },
+    /// Write a snapshot of the running guest NAME to a directory (`fata restore` carries it on).
+    Snapshot(lifecycle::SnapshotArgs),
+    /// Carry on the guest saved in a snapshot directory, here, on these devices.
+    Restore(RestoreArgs),
+    /// Move the running guest NAME to the `fata receive` at HOST:PORT, while it runs.
+    Migrate(lifecycle::MigrateArgs),
+    /// Wait at HOST:PORT for one guest `fata migrate` sends, and carry it on here.
+    Receive(ReceiveArgs),
+}
+
+/// The devices and options of a guest carried on from elsewhere (`restore`, `receive`).
+#[derive(Args)]
+struct ArrivalArgs {
+    /// The name to run under (default: the name it had, or that name and a number when it is
+    /// taken).
+    #[arg(long)]
+    name: Option<String>,
+    /// Attach network interface NAME (default `service`) to the tap TAP (default: the tap it
+    /// had).
+    #[arg(long, value_name = "[NAME=]TAP")]
+    net: Vec<String>,
+    /// Back block device NAME (default `storage`) with FILE, of the same size as before
+    /// (default: the file it had, in the mode it had).
+    #[arg(long, value_name = "[NAME=]FILE[:ro|:cow]")]
+    block: Vec<String>,
+    /// Print the monitor's counters (exits, time) when the guest ends.
+    #[arg(long)]
+    stats: bool,
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    /// The snapshot directory (`fata snapshot NAME -o DIR` wrote it).
+    dir: PathBuf,
+    #[command(flatten)]
+    arrival: ArrivalArgs,
+}
+
+#[derive(Args)]
+struct ReceiveArgs {
+    /// The address to wait at, as HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: String,
+    #[command(flatten)]
+    arrival: ArrivalArgs,
 }
 
 #[derive(Args)]
@@ -160,6 +205,16 @@ fn main() -> ExitCode {
         Command::Pause { name } => lifecycle::send(&name, &fata_control::Request::Pause),
         Command::Resume { name } => lifecycle::send(&name, &fata_control::Request::Resume),
         Command::Stop { name } => lifecycle::send(&name, &fata_control::Request::Stop),
+        Command::Snapshot(args) => lifecycle::snapshot(&args),
+        Command::Migrate(args) => lifecycle::migrate(&args),
+        Command::Restore(args) => arrive(
+            fata_monitor::Origin::Snapshot(args.dir.clone()),
+            &args.arrival,
+        ),
+        Command::Receive(args) => arrive(
+            fata_monitor::Origin::Listen(args.listen.clone()),
+            &args.arrival,
+        ),
     };
     result.unwrap_or_else(|failure| {
         eprintln!("fata: {}", failure.message);
@@ -265,23 +320,8 @@ fn run_unix(executable: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
 /// Boots the image under Fata's KVM monitor, in this process.
 fn run_hvt(image: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
     let nets = net_configs(run)?;
-    let blocks = run
-        .block
-        .iter()
-        .map(|text| {
-            let spec = device_spec("--block", text, DEFAULT_BLOCK)?;
-            let (path, mode) = fata_device_spec::block_mode(&spec.value)
-                .map_err(|e| Failure::new(2, format!("--block {text}: {e}")))?;
-            Ok(fata_monitor::BlockConfig {
-                name: spec.name,
-                path: PathBuf::from(path),
-                mode: match mode {
-                    BlockMode::ReadWrite => fata_monitor::BlockMode::ReadWrite,
-                    BlockMode::ReadOnly => fata_monitor::BlockMode::ReadOnly,
-                    BlockMode::CopyOnWrite => fata_monitor::BlockMode::CopyOnWrite,
-                },
-            })
-        })
+    let blocks = (run.block.iter())
+        .map(|text| block_config(text))
         .collect::<Result<_, Failure>>()?;
     let kvs = run
         .kv
@@ -304,13 +344,65 @@ fn run_hvt(image: &Path, run: &RunArgs) -> Result<ExitCode, Failure> {
         net_coalesce: Duration::from_micros(run.coalesce_us.unwrap_or(0)),
         name: run.name.clone(),
     };
-    match fata_monitor::run(image, &config) {
-        Ok(exit) => Ok(ExitCode::from(exit.status as u8)),
+    monitor_outcome(fata_monitor::run(image, &config))
+}
+
+/// Carries on a guest from a snapshot or a migration, under Fata's KVM monitor in this process.
+fn arrive(origin: fata_monitor::Origin, args: &ArrivalArgs) -> Result<ExitCode, Failure> {
+    let nets = (args.net.iter())
+        .map(|text| {
+            let spec = device_spec("--net", text, DEFAULT_NET)?;
+            Ok(fata_monitor::NetConfig {
+                name: spec.name,
+                tap: spec.value,
+                mac: None,
+            })
+        })
+        .collect::<Result<_, Failure>>()?;
+    let blocks = (args.block.iter())
+        .map(|text| block_config(text))
+        .collect::<Result<_, Failure>>()?;
+    let config = fata_monitor::ArrivalConfig {
+        name: args.name.clone(),
+        nets,
+        blocks,
+        stats: args.stats,
+    };
+    monitor_outcome(fata_monitor::arrive(&origin, &config))
+}
+
+/// The process's exit for what the monitor returned.
+fn monitor_outcome(
+    result: Result<fata_monitor::GuestExit, fata_monitor::Error>,
+) -> Result<ExitCode, Failure> {
+    match result {
+        Ok(exit) => {
+            if let Some(note) = &exit.note {
+                eprintln!("fata: {note}");
+            }
+            Ok(ExitCode::from(exit.status as u8))
+        }
         Err(error) => {
             let status = u8::try_from(error.exit_code()).unwrap_or(u8::MAX);
             Err(Failure::new(status, error))
         }
     }
+}
+
+/// Parses one `--block [NAME=]FILE[:ro|:cow]`.
+fn block_config(text: &str) -> Result<fata_monitor::BlockConfig, Failure> {
+    let spec = device_spec("--block", text, DEFAULT_BLOCK)?;
+    let (path, mode) = fata_device_spec::block_mode(&spec.value)
+        .map_err(|e| Failure::new(2, format!("--block {text}: {e}")))?;
+    Ok(fata_monitor::BlockConfig {
+        name: spec.name,
+        path: PathBuf::from(path),
+        mode: match mode {
+            BlockMode::ReadWrite => fata_monitor::BlockMode::ReadWrite,
+            BlockMode::ReadOnly => fata_monitor::BlockMode::ReadOnly,
+            BlockMode::CopyOnWrite => fata_monitor::BlockMode::CopyOnWrite,
+        },
+    })
 }
 
 /// Parses `--net` and `--mac` into the monitor's network devices.

@@ -275,6 +275,11 @@ impl Blocks {
         next
     }
 
+    /// The guest memory request buffers may lie in, as [`Blocks::set_writable`] merged it.
+    pub(crate) fn writable(&self) -> &[(u64, u64)] {
+        &self.writable
+    }
+
     /// Sets the guest memory request buffers may lie in: `(start, end)` ranges, in any order,
     /// that may touch or overlap.
     pub fn set_writable(&mut self, mut ranges: Vec<(u64, u64)>) {
@@ -368,10 +373,6 @@ impl Blocks {
     /// indices, unpublished completions and held sectors. The rings themselves are in the
     /// restored guest RAM. A device saved read-write may come back copy-on-write (a clone that
     /// leaves the file alone); otherwise the mode must be the saved one.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "snapshot, restore and migration call it")
-    )]
     pub(crate) fn restore(
         configs: &[BlockConfig],
         first_handle: u32,
@@ -410,10 +411,6 @@ impl Blocks {
     /// from the rings (requests the guest published and the monitor has not taken stay in the
     /// ring, for whoever carries the guest on) and publishes the completions that fit; the rest
     /// wait in the devices' state. An error if some request is still unfinished at `deadline`.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "snapshot, restore and migration call it")
-    )]
     pub(crate) fn quiesce(&mut self, ram: &GuestRam, deadline: Instant) -> Result<(), Stop> {
         for device in &mut self.devices {
             device.quiesce(ram, deadline)?;
@@ -423,10 +420,6 @@ impl Blocks {
 
     /// The devices' state for a snapshot, in handle order; call it after
     /// [`quiesce`](Self::quiesce), with the guest stopped.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "snapshot, restore and migration call it")
-    )]
     pub(crate) fn save(&self) -> Vec<BlockState> {
         self.devices.iter().map(Device::save).collect()
     }

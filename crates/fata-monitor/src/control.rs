@@ -10,6 +10,7 @@
 //! came with the request.
 
 use crate::signal;
+use crate::snapshot::Saver;
 use fata_control::{GuestState, Info, Reply, Request, Server};
 use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
@@ -30,6 +31,28 @@ pub struct Order {
     /// Progress and the final reply, in order; the control thread forwards them to the client
     /// until the final one.
     pub replies: mpsc::Sender<Reply>,
+    /// For a snapshot or the end of a migration: how the vCPU thread hands the frozen guest
+    /// over and learns what to do next.
+    pub freeze: Option<Freeze>,
+}
+
+/// The vCPU thread's half of a freeze: it quiesces the devices, captures the guest, sends it on
+/// `frozen`, and waits on `verdict` with the guest stopped, while the control thread saves or
+/// sends the guest's memory.
+pub struct Freeze {
+    /// The frozen guest (its memory extents empty), or why it could not be frozen.
+    pub frozen: mpsc::Sender<Result<fata_snapshot::Snapshot, String>>,
+    /// What happens to the guest here once its state is out.
+    pub verdict: mpsc::Receiver<Verdict>,
+}
+
+/// What happens to a frozen guest here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Carry on (as it was: running, or paused).
+    CarryOn,
+    /// End the run here; the note says where the guest went.
+    End(String),
 }
 
 /// Requests on their way from the control thread to the vCPU thread.
@@ -55,10 +78,14 @@ impl Mailbox {
     }
 
     /// Posts `request` and kicks the vCPU thread until it takes it; returns its replies.
-    fn post(&self, request: Request) -> mpsc::Receiver<Reply> {
+    pub fn post(&self, request: Request, freeze: Option<Freeze>) -> mpsc::Receiver<Reply> {
         let (replies, answers) = mpsc::channel();
         let mut orders = self.lock();
-        orders.push_back(Order { request, replies });
+        orders.push_back(Order {
+            request,
+            replies,
+            freeze,
+        });
         signal::set_control_pending(true);
         self.posted.notify_all();
         drop(orders);
@@ -124,7 +151,8 @@ pub struct Facts {
 }
 
 /// Serves `server` until `done` is signalled, then removes the socket (by dropping `server`).
-pub fn serve(server: Server, mailbox: &Mailbox, facts: &Facts, done: &EventFd) {
+/// Snapshots are written here, with `saver`.
+pub fn serve(server: Server, mailbox: &Mailbox, facts: &Facts, saver: &Saver<'_>, done: &EventFd) {
     let mut polls = [
         libc::pollfd {
             fd: server.listener().as_raw_fd(),
@@ -153,11 +181,27 @@ pub fn serve(server: Server, mailbox: &Mailbox, facts: &Facts, done: &EventFd) {
         let Ok(Some((mut connection, request))) = server.accept() else {
             continue;
         };
-        if request == Request::Info {
-            let _ = connection.reply(&Reply::Info(info_now(facts, mailbox.state())));
-            continue;
-        }
-        for reply in mailbox.post(request) {
+        let answers = match request {
+            Request::Info => {
+                let _ = connection.reply(&Reply::Info(info_now(facts, mailbox.state())));
+                continue;
+            }
+            Request::Snapshot { dir, stop, diff } => {
+                let reply = saver.save(mailbox, &dir, stop, diff);
+                let _ = connection.reply(&reply);
+                continue;
+            }
+            Request::Migrate { to } => {
+                let mut progress = |message: String| {
+                    let _ = connection.reply(&Reply::Progress { message });
+                };
+                let reply = saver.migrate(mailbox, &to, &mut progress);
+                let _ = connection.reply(&reply);
+                continue;
+            }
+            request => mailbox.post(request, None),
+        };
+        for reply in answers {
             let last = !matches!(reply, Reply::Progress { .. });
             let _ = connection.reply(&reply);
             if last {

@@ -108,6 +108,15 @@ pub enum Error {
     /// The control socket cannot be created (the name is taken, the run directory unusable).
     #[error(transparent)]
     Control(#[from] fata_control::BindError),
+    /// A snapshot cannot be read: missing, truncated, corrupt, or not a snapshot.
+    #[error(transparent)]
+    Snapshot(#[from] fata_snapshot::SnapshotError),
+    /// A snapshot (or a migrated guest) is whole, but this monitor cannot carry it on here.
+    #[error("cannot carry the guest on: {0}")]
+    Unrestorable(String),
+    /// A migration failed on the receiving side.
+    #[error("{0}")]
+    Migration(String),
     /// `fata stop` stopped the guest.
     #[error("stopped by `fata stop`")]
     StopRequested,
@@ -127,7 +136,21 @@ pub enum Error {
     },
 }
 
+impl From<fata_snapshot::StreamError> for Error {
+    fn from(e: fata_snapshot::StreamError) -> Error {
+        Error::Migration(e.to_string())
+    }
+}
+
 impl Error {
+    /// The error for a device failure outside a hypercall (an ABI violation has no RIP here).
+    pub(crate) fn from_stop(stop: crate::violation::Stop) -> Error {
+        match stop {
+            crate::violation::Stop::Abi(violation) => Error::Abi { violation, rip: 0 },
+            crate::violation::Stop::Host(what, source) => Error::HostIo { what, source },
+        }
+    }
+
     /// The process exit code for this error: a row of [`EXIT_CODES`], or 128 + N when signal N
     /// (SIGINT, SIGTERM) stopped the guest.
     pub fn exit_code(&self) -> i32 {
@@ -135,6 +158,8 @@ impl Error {
             Error::Stopped { signal } => return 128 + signal,
             Error::StopRequested => return 128 + libc::SIGTERM,
             Error::Control(_) => EXIT_CONTROL,
+            Error::Snapshot(_) | Error::Unrestorable(_) => EXIT_SNAPSHOT,
+            Error::Migration(_) => EXIT_MIGRATION,
             Error::Block(_) => EXIT_BLOCK,
             Error::Kv(_) => EXIT_KV,
             Error::Devices(_) | Error::Net(_) => EXIT_NET,
@@ -151,7 +176,9 @@ impl Error {
     }
 }
 
+const EXIT_MIGRATION: u8 = 112;
 const EXIT_CONTROL: u8 = 113;
+const EXIT_SNAPSHOT: u8 = 114;
 const EXIT_BLOCK: u8 = 115;
 const EXIT_KV: u8 = 116;
 const EXIT_NET: u8 = 117;
@@ -169,6 +196,11 @@ const EXIT_ABI: u8 = 125;
 /// and 128 + N when signal N stopped the guest. docs/hvt.md carries the same table, which a test
 /// checks against this one.
 pub const EXIT_CODES: &[(u8, &str)] = &[
+    (
+        EXIT_MIGRATION,
+        "`fata receive` could not take a guest in: nothing listens there, the connection broke, \
+         or the sender is not a Fata monitor (the message says which)",
+    ),
     (
         EXIT_CONTROL,
         "the control socket cannot be created: a running guest has the `--name`, or the run \

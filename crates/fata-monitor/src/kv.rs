@@ -191,10 +191,6 @@ impl Kvs {
     /// The stores of a snapshot, whose regions are in the restored guest RAM already: nothing
     /// is read again, and the stores list no files (`--stats` counts none). Their handles follow
     /// the `first_handle` other devices.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "snapshot, restore and migration call it")
-    )]
     pub(crate) fn restore(states: &[KvState], first_handle: usize) -> Kvs {
         let stores = (states.iter())
             .map(|state| Store {
@@ -213,10 +209,6 @@ impl Kvs {
     }
 
     /// The stores' state for a snapshot, in handle order.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "snapshot, restore and migration call it")
-    )]
     pub(crate) fn save(&self) -> Vec<KvState> {
         (self.stores.iter())
             .map(|store| KvState {

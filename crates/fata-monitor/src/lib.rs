@@ -32,6 +32,7 @@
 //! to the crate: VM setup is only sound in the order `run` does it.
 
 mod arch;
+mod arrival;
 mod block;
 mod config;
 mod control;
@@ -47,9 +48,11 @@ mod net;
 mod poll;
 mod seccomp;
 mod signal;
+mod snapshot;
 mod violation;
 mod vm;
 
+pub use arrival::{ArrivalConfig, Origin};
 pub use block::{BlockSetupError, SLOTS as BLOCK_SLOTS};
 pub use config::{BlockConfig, Config, DEFAULT_MEM_BYTES, DeviceError, KvConfig, NetConfig};
 pub use elf::{Image, ImageError, MAX_SEGMENTS, Segment, parse_image, read_manifest};
@@ -64,22 +67,28 @@ pub use violation::{AbiViolation, RingDefect};
 use block::Blocks;
 use control::{Facts, Mailbox};
 use fata_hvt_abi::{ABI_VERSION, BootInfo, CONSOLE_WRITE_MAX, LOAD_ADDR};
+use fata_snapshot::RunSettings;
 use hypercall::{Counts, Handler};
 use kv::Kvs;
 use lifecycle::Ending;
 use memory::GuestRam;
 use net::Nets;
+use snapshot::Saver;
 use std::io::Write;
 use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use vm::Vm;
 use vmm_sys_util::eventfd::EventFd;
 
-/// How a guest ended on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a guest's run here ended without an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestExit {
-    /// The status the guest passed to its exit hypercall.
+    /// The status the guest passed to its exit hypercall (0 when it went elsewhere).
     pub status: i32,
+    /// Where the guest went, when it did not exit but left: saved by `fata snapshot --stop`, or
+    /// moved by `fata migrate`.
+    pub note: Option<String>,
 }
 
 /// Runs the image at `image` with its console on the monitor's stdout.
@@ -95,6 +104,83 @@ pub fn run(image: &Path, config: &Config) -> Result<GuestExit, Error> {
     run_with_console(image, config, &mut std::io::stdout())
 }
 
+/// Carries on a guest from a snapshot or a migration, with its console on the monitor's stdout:
+/// the devices of `config` where it names them, else those the guest had. Signals and
+/// confinement as [`run`].
+pub fn arrive(origin: &Origin, config: &ArrivalConfig) -> Result<GuestExit, Error> {
+    signal::catch_stop_signals().map_err(|source| Error::VmSetup {
+        what: "handling SIGINT and SIGTERM",
+        source,
+    })?;
+    arrive_with_console(origin, config, &mut std::io::stdout())
+}
+
+/// As [`arrive`], writing the guest's console to `console`.
+pub fn arrive_with_console(
+    origin: &Origin,
+    config: &ArrivalConfig,
+    console: &mut dyn Write,
+) -> Result<GuestExit, Error> {
+    let start = Instant::now();
+    signal::catch_kick().map_err(|source| Error::VmSetup {
+        what: "handling the control thread's kick",
+        source,
+    })?;
+    let mut arrived = match origin {
+        Origin::Snapshot(dir) => arrival::from_snapshot(dir)?,
+        Origin::Listen(listen) => arrival::from_migration(listen)?,
+    };
+    let opened = arrival::open_devices(&arrived.snapshot, config).and_then(|devices| {
+        let server = match &config.name {
+            Some(name) => fata_control::Server::bind(name)?,
+            None => fata_control::Server::bind(&arrived.snapshot.name)
+                .or_else(|_| fata_control::Server::bind_numbered(&arrived.snapshot.name))?,
+        };
+        Ok((devices, server))
+    });
+    let ((nets, mut blocks, kvs), server) = match opened {
+        Ok(opened) => opened,
+        Err(e) => {
+            if let Some(sender) = &mut arrived.sender {
+                arrival::answer_sender(sender, false);
+            }
+            return Err(e);
+        }
+    };
+    let snapshot = &arrived.snapshot;
+    let vm = arrival::vm(&arrived.ram, snapshot)?;
+    nets.moved(&arrived.ram).map_err(Error::from_stop)?;
+    if let Some(sender) = &mut arrived.sender {
+        arrival::answer_sender(sender, true);
+    }
+    let info = fata_control::Info {
+        name: server.name().to_string(),
+        image: snapshot.image.path.clone(),
+        pid: std::process::id(),
+        mem_bytes: snapshot.mem_bytes,
+        rss_bytes: 0,
+        uptime_ms: 0,
+        state: fata_control::GuestState::Running,
+        devices: arrival::device_infos(snapshot, config),
+        origin: arrived.origin.clone(),
+    };
+    let hosting = Hosting {
+        ram: &arrived.ram,
+        nets: &nets,
+        blocks: &mut blocks,
+        kvs: &kvs,
+        vm,
+        server,
+        info,
+        image: PathBuf::from(&snapshot.image.path),
+        parent: arrived.parent.clone(),
+        settings: snapshot.run.clone(),
+        stats: config.stats,
+        start,
+    };
+    host(hosting, console)
+}
+
 /// As [`run`], writing the guest's console to `console`.
 pub fn run_with_console(
     image: &Path,
@@ -107,26 +193,95 @@ pub fn run_with_console(
         what: "handling the control thread's kick",
         source,
     })?;
-    let mut guest = Guest::load(image, config)?;
-    let mut vm = Vm::new(&guest.ram, guest.entry, config.mem_bytes)?;
-    guest.write_boot_info(&vm, config)?;
+    // The name first: a name in use is the cheapest thing to refuse.
     let server = match &config.name {
         Some(name) => fata_control::Server::bind(name)?,
         None => fata_control::Server::bind_numbered(&default_name(image))?,
     };
+    let mut guest = Guest::load(image, config)?;
+    let vm = Vm::new(&guest.ram, guest.entry, config.mem_bytes)?;
+    guest.write_boot_info(&vm, config)?;
+    let info = guest.info(server.name(), image, config);
+    let settings = RunSettings {
+        net_coalesce_us: config.net_coalesce.as_micros() as u64,
+        writable: guest.blocks.writable().to_vec(),
+    };
+    let hosting = Hosting {
+        ram: &guest.ram,
+        nets: &guest.nets,
+        blocks: &mut guest.blocks,
+        kvs: &guest.kvs,
+        vm,
+        server,
+        info,
+        image: image.to_path_buf(),
+        parent: None,
+        settings,
+        stats: config.stats,
+        start,
+    };
+    host(hosting, console)
+}
+
+/// A guest ready to run here: its RAM and devices, the VM over them, its control socket, and
+/// what `fata ps` and its snapshots say of it.
+struct Hosting<'ram> {
+    ram: &'ram GuestRam,
+    nets: &'ram Nets,
+    blocks: &'ram mut Blocks,
+    kvs: &'ram Kvs,
+    vm: Vm<'ram>,
+    server: fata_control::Server,
+    info: fata_control::Info,
+    image: PathBuf,
+    /// The snapshot this run's first diff builds on (the one it was restored from).
+    parent: Option<fata_snapshot::Parent>,
+    settings: RunSettings,
+    stats: bool,
+    start: Instant,
+}
+
+/// Runs a guest to its end: the control thread serves its socket, the calling thread confines
+/// itself and drives the vCPU.
+fn host(hosting: Hosting<'_>, console: &mut dyn Write) -> Result<GuestExit, Error> {
+    let Hosting {
+        ram,
+        nets,
+        blocks,
+        kvs,
+        mut vm,
+        server,
+        info,
+        image,
+        parent,
+        settings,
+        stats,
+        start,
+    } = hosting;
+    let name = server.name().to_string();
     let facts = Facts {
-        info: guest.info(server.name(), image, config),
+        info,
         started: start,
     };
+    let saver = Saver {
+        ram,
+        dirty: vm.dirty_log(),
+        image,
+        last: std::sync::Mutex::new(None),
+    };
+    if let Some(parent) = parent {
+        saver.dirty.start()?;
+        *saver.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(parent);
+    }
     let mailbox = Mailbox::for_this_thread();
     let done = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| Error::VmSetup {
         what: "creating the control thread's eventfd",
         source,
     })?;
     let mut handler = Handler {
-        ram: &guest.ram,
-        nets: &guest.nets,
-        blocks: &mut guest.blocks,
+        ram,
+        nets,
+        blocks,
         console,
         buffer: Vec::with_capacity(CONSOLE_WRITE_MAX as usize),
         counts: Counts::default(),
@@ -135,9 +290,9 @@ pub fn run_with_console(
     let mut exits = 0;
     let mut setup = Duration::ZERO;
     let result = std::thread::scope(|scope| {
-        let (mailbox, facts, done) = (&mailbox, &facts, &done);
+        let (mailbox, facts, saver, done) = (&mailbox, &facts, &saver, &done);
         // Started before the seccomp filter, so not confined by it (see `control`).
-        scope.spawn(move || control::serve(server, mailbox, facts, done));
+        scope.spawn(move || control::serve(server, mailbox, facts, saver, done));
         let result = seccomp::confine()
             .map_err(|e| Error::VmSetup {
                 what: "installing the seccomp filter",
@@ -145,7 +300,14 @@ pub fn run_with_console(
             })
             .and_then(|()| {
                 setup = start.elapsed();
-                lifecycle::drive(&mut vm, &mut handler, mailbox, &mut exits)
+                let mut run = lifecycle::Run {
+                    vm: &mut vm,
+                    handler: &mut handler,
+                    kvs,
+                    name: &name,
+                    settings: &settings,
+                };
+                lifecycle::drive(&mut run, mailbox, &mut exits)
             });
         // Ends the control thread, which removes the socket. A failed write leaves it waiting
         // for a request, and the process exiting ends it.
@@ -153,16 +315,20 @@ pub fn run_with_console(
         result
     });
     let (counts, first_call) = (handler.counts, handler.first_call);
-    if config.stats {
+    if stats {
         let timings = Timings {
             start,
             setup,
             first_call,
         };
-        print_stats(&guest, &counts, exits, &timings);
+        print_stats((nets, &*handler.blocks, kvs), &counts, exits, &timings);
     }
     result.map(|ending| match ending {
-        Ending::Exit(status) => GuestExit { status },
+        Ending::Exit(status) => GuestExit { status, note: None },
+        Ending::Left(note) => GuestExit {
+            status: 0,
+            note: Some(note),
+        },
     })
 }
 
@@ -333,7 +499,8 @@ struct Timings {
 }
 
 /// `--stats`: exits, console, key-value, network and block counters, and timings, on stderr.
-fn print_stats(guest: &Guest, c: &Counts, exits: u64, timings: &Timings) {
+fn print_stats(devices: (&Nets, &Blocks, &Kvs), c: &Counts, exits: u64, timings: &Timings) {
+    let (nets, blocks, kvs) = devices;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let first = timings.first_call.map_or(0.0, |t| ms(t - timings.start));
     eprintln!(
@@ -346,7 +513,6 @@ fn print_stats(guest: &Guest, c: &Counts, exits: u64, timings: &Timings) {
         ms(timings.setup),
         ms(timings.start.elapsed()),
     );
-    let kvs = &guest.kvs;
     if !kvs.is_empty() {
         let (files, bytes) = kvs.totals();
         eprintln!(
@@ -356,8 +522,8 @@ fn print_stats(guest: &Guest, c: &Counts, exits: u64, timings: &Timings) {
             kvs.bytes(),
         );
     }
-    if !guest.nets.is_empty() {
-        let n = guest.nets.stats();
+    if !nets.is_empty() {
+        let n = nets.stats();
         let frames = n.frames_in + n.frames_out;
         eprintln!(
             "fata-monitor: net: {} frames in ({} bytes), {} frames out ({} bytes); {:.1} \
@@ -370,7 +536,7 @@ fn print_stats(guest: &Guest, c: &Counts, exits: u64, timings: &Timings) {
             frames as f64 / exits.max(1) as f64,
             n.sleeps,
             n.naps,
-            match guest.nets.coalesce().as_micros() {
+            match nets.coalesce().as_micros() {
                 0 => "no coalescing".to_string(),
                 us => format!("interval {us} us"),
             },
@@ -379,8 +545,8 @@ fn print_stats(guest: &Guest, c: &Counts, exits: u64, timings: &Timings) {
             n.dropped_out,
         );
     }
-    if !guest.blocks.is_empty() {
-        let b = guest.blocks.stats();
+    if !blocks.is_empty() {
+        let b = blocks.stats();
         eprintln!(
             "fata-monitor: block: {} requests ({} reads, {} writes, {} flushes, {} discards); \
              {} bytes read, {} bytes written; {:.1} requests per exit, at most {} in flight; {} \

@@ -64,10 +64,6 @@ impl GuestRam {
     /// file, and writes go to private copies the file never sees. `file` may be open read-only.
     /// It must not shrink while the RAM is mapped (a page past its end would be gone); a file
     /// shorter than `size` is refused.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "snapshot, restore and migration call it")
-    )]
     pub(crate) fn map_private(file: &File, size: u64) -> io::Result<GuestRam> {
         let len = file.metadata()?.len();
         if len < size || size == 0 || !size.is_multiple_of(PAGE_SIZE) {
@@ -157,10 +153,6 @@ impl GuestRam {
     /// so the cost is one pass over the pages the guest touched (about 35 ms for 256 MiB of
     /// them in 512 MiB of RAM here, optimised), and the snapshot holds no page the guest merely read.
     /// `mincore(2)` is not enough: it misses anonymous pages that were swapped out.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "snapshot, restore and migration call it")
-    )]
     pub(crate) fn touched(&self) -> io::Result<Vec<Range<u64>>> {
         let pages = (self.size() / PAGE_SIZE) as usize;
         let mut candidate = self.resident(pages)?;

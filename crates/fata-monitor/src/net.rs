@@ -213,10 +213,6 @@ impl Nets {
     /// same order (the taps may be others than the saved ones: the guest moved). Each interface
     /// keeps its saved name, MAC address, ring and the monitor's indices into it; the rings are in
     /// the restored guest RAM.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "snapshot, restore and migration call it")
-    )]
     pub(crate) fn restore(
         configs: &[NetConfig],
         coalesce: Duration,
@@ -252,10 +248,6 @@ impl Nets {
     }
 
     /// The devices' state for a snapshot, in handle order; call it with the guest stopped.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "snapshot, restore and migration call it")
-    )]
     pub(crate) fn save(&self) -> Vec<NetState> {
         (self.devices.iter())
             .map(|d| NetState {
@@ -844,6 +836,7 @@ mod tests {
                 handle,
                 mac: [2, 0, 0, 0, 0, handle as u8],
                 tap: null_file().try_clone().unwrap(),
+                tap_name: format!("null{handle}"),
                 ring_addr: 0,
                 rx_produced: Cell::new(0),
                 tx_consumed: Cell::new(0),

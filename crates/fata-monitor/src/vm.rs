@@ -185,10 +185,6 @@ impl<'ram> Vm<'ram> {
     /// if it has not rebooted. A TSC that would go back is an error that says so. The host's
     /// TSC may run at another frequency only if KVM can scale it to the snapshot's
     /// (`KVM_SET_TSC_KHZ`); otherwise that is an error too.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "snapshot, restore and migration call it")
-    )]
     pub(crate) fn restore(
         ram: &'ram GuestRam,
         state: &VcpuState,
@@ -300,10 +296,6 @@ impl<'ram> Vm<'ram> {
     /// the vCPU next enters KVM_RUN (a read's value, a write's completion and the instruction
     /// pointer moving past it), so this first enters KVM_RUN with `immediate_exit` set, which
     /// completes it and returns without running a guest instruction.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "snapshot, restore and migration call it")
-    )]
     pub(crate) fn capture(&mut self) -> Result<VcpuState, Error> {
         self.finish_exit()?;
         let vcpu = &self.vcpu;
@@ -367,10 +359,6 @@ impl<'ram> Vm<'ram> {
     }
 
     /// The VM's dirty-page log, for use from any thread while the guest runs.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "snapshot, restore and migration call it")
-    )]
     pub(crate) fn dirty_log(&self) -> DirtyLog<'ram> {
         DirtyLog {
             vm: Arc::clone(&self.vm),
@@ -480,10 +468,6 @@ fn create_vm() -> Result<(Kvm, VmFd), Error> {
     Ok((kvm, vm))
 }
 
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "snapshot, restore and migration call it")
-)]
 impl DirtyLog<'_> {
     /// Starts logging: from now on the guest's writes are logged (slot 0 registered again with
     /// KVM_MEM_LOG_DIRTY_PAGES), and the monitor's record starts empty.
@@ -648,7 +632,9 @@ mod tests {
             counts: Counts::default(),
             first_call: None,
         };
-        let status = vm.run(&mut handler, &mut 0).unwrap();
+        let Ran::Exit(status) = vm.run(&mut handler, &mut 0).unwrap() else {
+            panic!("no control request was made");
+        };
         (status, testguest::records(&console))
     }
 

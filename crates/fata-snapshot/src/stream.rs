@@ -287,17 +287,26 @@ mod tests {
         let mut wire = hello.clone();
         send_state(&mut wire, &snapshot(4 << 20)).unwrap();
         let mut receiver = Receiver::start(&wire[..]).unwrap();
-        assert!(matches!(receiver.read_message(), Err(StreamError::Malformed(_))));
+        assert!(matches!(
+            receiver.read_message(),
+            Err(StreamError::Malformed(_))
+        ));
         let mut wire = hello.clone();
         wire.push(TAG_STATE);
         wire.extend_from_slice(&u64::MAX.to_le_bytes());
         let mut receiver = Receiver::start(&wire[..]).unwrap();
-        assert!(matches!(receiver.read_message(), Err(StreamError::Malformed(_))));
+        assert!(matches!(
+            receiver.read_message(),
+            Err(StreamError::Malformed(_))
+        ));
         let mut wire = hello.clone();
         send_state(&mut wire, &snapshot(2 << 20)).unwrap();
         let last = wire.len() - 1;
         wire[last] ^= 1;
         let mut receiver = Receiver::start(&wire[..]).unwrap();
-        assert!(matches!(receiver.read_message(), Err(StreamError::State(_))));
+        assert!(matches!(
+            receiver.read_message(),
+            Err(StreamError::State(_))
+        ));
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod blockcheck;
 pub mod dns;
+pub mod pulse;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -240,9 +241,49 @@ impl Running {
         }
     }
 
+    /// Starts `command` without waiting for a line (a restored app prints nothing new).
+    pub fn background(mut command: Command) -> Running {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            ready_line: String::new(),
+        }
+    }
+
     /// Whether the app is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits at most `within` for the app to exit; its exit code, `None` if it still runs.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// The stdout lines printed so far.
+    pub fn lines_so_far(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
     }
 }
 
