@@ -10,13 +10,15 @@
 //! fata disk create DIR -o IMG [--size N] [--label NAME] [--force]
 //! fata disk list IMG | fata disk copy IMG PATH [DEST]   FAT images (see `disk`)
 //! fata ps [--json] | fata pause|resume|stop NAME        running hvt guests (see `lifecycle`)
+//! fata snapshot NAME -o DIR [--stop] [--diff] | fata restore DIR [--name N] [--net ..] [--block ..]
+//! fata migrate NAME --to HOST:PORT | fata receive --listen HOST:PORT [--net ..] [--block ..]
 //! ```
 //!
 //! Exit status: the app's own status for `run`; 2 for a command line `fata` does not understand
 //! or whose devices are not those the app declares (see `declared`); 3 when the app cannot be
 //! built (no crate, compiler error, unusable declarations); 4 when it cannot be started; 5 when
 //! a host file the app declares (see `host_files`) cannot be read or converted; 6 when `fata disk`
-//! cannot make or read an image; 7 when `fata ps`, `pause`, `resume` or `stop` finds no guest by
+//! cannot make or read an image; 7 when `fata ps`, `pause`, `resume`, `stop`, `snapshot` or `migrate` finds no guest by
 //! that name or its monitor refuses; the monitor's documented codes (`fata_monitor::Error::exit_code`)
 //! when an hvt guest cannot boot or misbehaves.
 

@@ -43,6 +43,7 @@ mod hypercall;
 mod kv;
 mod layout;
 mod lifecycle;
+mod mailbox;
 mod memory;
 mod net;
 mod poll;
@@ -65,12 +66,13 @@ pub use net::{NetSetupError, RX_SLOTS as NET_RX_SLOTS, TX_SLOTS as NET_TX_SLOTS}
 pub use violation::{AbiViolation, RingDefect};
 
 use block::Blocks;
-use control::{Facts, Mailbox};
+use control::Facts;
 use fata_hvt_abi::{ABI_VERSION, BootInfo, CONSOLE_WRITE_MAX, LOAD_ADDR};
 use fata_snapshot::RunSettings;
 use hypercall::{Counts, Handler};
 use kv::Kvs;
 use lifecycle::Ending;
+use mailbox::Mailbox;
 use memory::GuestRam;
 use net::Nets;
 use snapshot::Saver;

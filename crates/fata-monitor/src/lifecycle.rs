@@ -1,10 +1,10 @@
 //! The vCPU thread's side of the control requests: it runs the guest between them and carries
 //! them out at an exit, where the guest's state is whole.
 
-use crate::control::{Freeze, Mailbox, Order, Verdict};
 use crate::error::Error;
 use crate::hypercall::Handler;
 use crate::kv::Kvs;
+use crate::mailbox::{Freeze, Mailbox, Order, Verdict};
 use crate::vm::{Ran, Vm};
 use fata_control::{GuestState, Reply, Request};
 use fata_hvt_abi::ABI_VERSION;

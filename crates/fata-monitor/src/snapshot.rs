@@ -1,7 +1,7 @@
 //! Snapshot directories on the host side: writing one from a frozen guest (on the control
 //! thread, while the vCPU thread waits) and loading one into guest RAM for a restore.
 
-use crate::control::{Freeze, Mailbox, Verdict};
+use crate::mailbox::{Freeze, Mailbox, Verdict};
 use crate::memory::GuestRam;
 use crate::vm::DirtyLog;
 use fata_control::{Reply, Request};
