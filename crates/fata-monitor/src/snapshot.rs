@@ -268,7 +268,7 @@ impl Saver<'_> {
             Ok(bytes) => {
                 let _ = verdict.send(Verdict::End(format!("moved to {to}")));
                 Ok(format!(
-                    "moved to {to}: {rounds} rounds while it ran ({:.1} MiB), then {} pages with                      the guest stopped for {:.1} ms; {:.0} ms in all",
+                    "moved to {to}: {rounds} rounds while it ran ({:.1} MiB), then {} pages with the guest stopped for {:.1} ms; {:.0} ms in all",
                     total as f64 / f64::from(1 << 20),
                     bytes / PAGE_SIZE,
                     stood_still.as_secs_f64() * 1e3,
@@ -288,22 +288,9 @@ impl Saver<'_> {
         out: &mut impl std::io::Write,
         ranges: &[Range<u64>],
     ) -> std::io::Result<u64> {
-        let mut chunk = vec![0u8; COPY_CHUNK as usize];
-        let mut sent = 0;
-        for range in ranges {
-            let mut at = range.start;
-            while at < range.end {
-                let len = (range.end - at).min(COPY_CHUNK);
-                let bytes = &mut chunk[..len as usize];
-                self.ram
-                    .read(GuestAddr(at), bytes)
-                    .map_err(std::io::Error::other)?;
-                fata_snapshot::send_pages(out, at, bytes)?;
-                at += len;
-                sent += len;
-            }
-        }
-        Ok(sent)
+        copy_out(self.ram, ranges, |at, bytes| {
+            fata_snapshot::send_pages(out, at, bytes)
+        })
     }
 }
 
@@ -376,18 +363,7 @@ pub fn write(
         source,
     };
     let mut writer = MemoryWriter::create(&path, ram.size()).map_err(failed)?;
-    let mut chunk = vec![0u8; COPY_CHUNK as usize];
-    for range in ranges {
-        let mut at = range.start;
-        while at < range.end {
-            let len = (range.end - at).min(COPY_CHUNK);
-            let bytes = &mut chunk[..len as usize];
-            ram.read(GuestAddr(at), bytes)
-                .map_err(|e| failed(std::io::Error::other(e)))?;
-            writer.write(at, bytes).map_err(failed)?;
-            at += len;
-        }
-    }
+    copy_out(ram, ranges, |at, bytes| writer.write(at, bytes)).map_err(failed)?;
     frozen.memory = writer.finish().map_err(failed)?;
     let written = Written {
         memory_bytes: frozen.memory.iter().map(|e| e.len).sum(),
@@ -395,6 +371,30 @@ pub fn write(
     };
     fata_snapshot::write_state(dir, &frozen)?;
     Ok(written)
+}
+
+/// Hands the pages of `ranges` of `ram` to `to` in chunks of at most [`COPY_CHUNK`] bytes, with
+/// their guest addresses; returns the bytes handed over.
+fn copy_out(
+    ram: &GuestRam,
+    ranges: &[Range<u64>],
+    mut to: impl FnMut(u64, &[u8]) -> std::io::Result<()>,
+) -> std::io::Result<u64> {
+    let mut chunk = vec![0u8; COPY_CHUNK as usize];
+    let mut copied = 0;
+    for range in ranges {
+        let mut at = range.start;
+        while at < range.end {
+            let len = (range.end - at).min(COPY_CHUNK);
+            let bytes = &mut chunk[..len as usize];
+            ram.read(GuestAddr(at), bytes)
+                .map_err(std::io::Error::other)?;
+            to(at, bytes)?;
+            at += len;
+            copied += len;
+        }
+    }
+    Ok(copied)
 }
 
 /// The runs of set bits of page bitmaps (bit `n % 64` of word `n / 64` is page `n`), merged

@@ -204,26 +204,8 @@ pub const READY_WITHIN: Duration = Duration::from_secs(300);
 impl Running {
     /// Starts `command` and waits for a stdout line containing `ready`, at most [`READY_WITHIN`]
     /// after the last line it printed.
-    pub fn start(mut command: Command, ready: &str) -> Running {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut running = Running {
-            child,
-            lines,
-            ready_line: String::new(),
-        };
+    pub fn start(command: Command, ready: &str) -> Running {
+        let mut running = Running::background(command);
         loop {
             match running.lines.recv_timeout(READY_WITHIN) {
                 Ok(line) if line.contains(ready) => {
