@@ -14,6 +14,24 @@ def run(*args, **kw):
     return subprocess.run(args, check=True, capture_output=True, text=True, **kw).stdout
 
 
+def cpu_model():
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def ensure_commands(bench, commands):
+    """Installs the Debian packages of `commands` ({command: package}) that are missing."""
+    missing = sorted({package for command, package in commands.items()
+                      if subprocess.run(["sh", "-c", f"command -v {command}"],
+                                        capture_output=True).returncode != 0})
+    if missing:
+        print(f"{bench}: installing {' '.join(missing)} (Debian)", file=sys.stderr)
+        subprocess.run(["apt-get", "install", "-y", *missing], check=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+
+
 def tree_cpu_seconds(pid):
     """CPU time (user + system) of `pid` and all its descendants, in seconds."""
     parents, times = {}, {}

@@ -24,7 +24,8 @@ import statistics
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ROOT, cpu_model, ensure_commands
+
 DEPTH = 32
 CASES = [
     ("read", 4096), ("read", 65536), ("read", 131072), ("read", 1 << 20),
@@ -37,20 +38,6 @@ LINE = re.compile(r"blockload: .*: ([0-9.]+) MiB/s ([0-9.]+) IOPS \((\d+) reques
 
 def sh(*args, **kw):
     return subprocess.run(args, cwd=ROOT, check=True, capture_output=True, text=True, **kw).stdout
-
-
-def cpu_model():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
-
-
-def ensure_fio():
-    if subprocess.run(["sh", "-c", "command -v fio"], capture_output=True).returncode != 0:
-        print("bench/block: installing fio (Debian)", file=sys.stderr)
-        subprocess.run(["apt-get", "install", "-y", "fio"], check=True,
-                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
 
 
 def prepare_file(path, size):
@@ -100,7 +87,7 @@ def main():
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     size = int(args.size[:-1]) * units[args.size[-1].upper()] if args.size[-1].isalpha() else int(args.size)
 
-    ensure_fio()
+    ensure_commands("bench/block", {"fio": "fio"})
     print("bench/block: building the fata command and bench/blockload", file=sys.stderr)
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "fata-cli"], cwd=ROOT, check=True)
     fata_cmd = os.path.join(ROOT, "target/release/fata")

@@ -8,7 +8,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -47,19 +47,11 @@ fn listed(run_dir: &Path, name: &str) -> Option<serde_json::Value> {
     ps(run_dir).into_iter().find(|g| g["name"] == name)
 }
 
-/// A `fata` command inside `ns` with the test's run directory.
-fn fata_ns(ns: &Netns, run_dir: &Path, args: &[&str]) -> Command {
-    let mut command = ns.fata();
-    command.env("FATA_RUN_DIR", run_dir).args(args);
-    command
-}
-
 /// Boots pulse on hvt as `name` on `tap`.
 fn boot_pulse(ns: &Netns, run_dir: &Path, name: &str, tap: &str) -> Running {
     build("apps/pulse", "hvt");
     let ipv4 = format!("{}/24", ns.guest());
-    let command = fata_ns(
-        ns,
+    let command = ns.fata_with_run_dir(
         run_dir,
         &[
             "run",
@@ -163,14 +155,11 @@ fn ps_pause_resume_and_stop() {
     let refused = fata_in(dir, &["pause", "nobody"]);
     assert_eq!(refused.status.code(), Some(7));
     assert!(text(&refused.stderr).contains("fata ps"));
-    let taken = fata_ns(
-        &ns,
-        dir,
-        &["run", "--release", "--target", "hvt", "apps/pulse"],
-    )
-    .args(["--name", "pulse-a", "--net", "tap0"])
-    .output()
-    .unwrap();
+    let taken = ns
+        .fata_with_run_dir(dir, &["run", "--release", "--target", "hvt", "apps/pulse"])
+        .args(["--name", "pulse-a", "--net", "tap0"])
+        .output()
+        .unwrap();
     assert_eq!(taken.status.code(), Some(113), "{}", text(&taken.stderr));
 
     assert!(ok(dir, &["stop", "pulse-a"]).contains("stopped"));
@@ -226,8 +215,7 @@ fn snapshot_and_restore_carry_the_guest_on() {
     assert!(diff_bytes < full_bytes, "a diff holds less: {diff_bytes}");
 
     // Restored on the other tap: peers find it only through its gratuitous ARP.
-    let mut restored = Running::background(fata_ns(
-        &ns,
+    let mut restored = Running::background(ns.fata_with_run_dir(
         dir,
         &[
             "restore",
@@ -263,9 +251,42 @@ fn snapshot_and_restore_carry_the_guest_on() {
     ok(dir, &["stop", "pulse-r"]);
     assert_eq!(restored.wait_exit(Duration::from_secs(5)), Some(143));
 
-    // The full snapshot restores too, any number of times.
-    let mut again = Running::background(fata_ns(&ns, dir, &["restore", full.to_str().unwrap()]));
-    answers_within(&ns, Duration::from_secs(5));
+    // The full snapshot restores too, any number of times, here on the tap of another
+    // namespace: the host's side has another MAC there, which the guest learns anew.
+    let other = Netns::create("snap2", 83).expect("a second namespace");
+    // Its host already knows the guest's MAC, as the first namespace's does, and sends without
+    // asking: the guest must ask for the host's new MAC itself.
+    let guest = ns.guest().to_string();
+    let known = ns
+        .command("ip")
+        .args(["neigh", "show", &guest])
+        .output()
+        .unwrap();
+    let known = text(&known.stdout);
+    let mac = known
+        .split_whitespace()
+        .skip_while(|word| *word != "lladdr")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the host knows the guest's MAC: {known:?}"));
+    let out = other
+        .command("ip")
+        .args([
+            "neigh",
+            "replace",
+            &guest,
+            "lladdr",
+            mac,
+            "dev",
+            "tap0",
+            "nud",
+            "permanent",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ip neigh: {}", text(&out.stderr));
+    let mut again =
+        Running::background(other.fata_with_run_dir(dir, &["restore", full.to_str().unwrap()]));
+    answers_within(&other, Duration::from_secs(5));
     assert!(
         listed(dir, "pulse-s").is_some(),
         "restored under its own name"
@@ -378,14 +399,15 @@ fn bad_snapshots_are_refused() {
         if what == "an unknown device" {
             args.extend(["--net", "uplink=tap0"]);
         }
-        let out = fata_ns(&ns, dir, &args).output().unwrap();
+        let out = ns.fata_with_run_dir(dir, &args).output().unwrap();
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(114), "{what}: {stderr}");
         assert!(stderr.contains(needle), "{what}: {stderr}");
         assert!(!stderr.contains("panicked"), "{what}: {stderr}");
     }
     // The good one still restores.
-    let mut restored = Running::background(fata_ns(&ns, dir, &["restore", good.to_str().unwrap()]));
+    let mut restored =
+        Running::background(ns.fata_with_run_dir(dir, &["restore", good.to_str().unwrap()]));
     answers_within(&ns, Duration::from_secs(5));
     assert!(restored.is_running());
 }
@@ -436,8 +458,7 @@ fn migration_under_load_keeps_connections_and_answers() {
     let run_dir = tempfile::tempdir().unwrap();
     let dir = run_dir.path();
     let mut source = boot_pulse(&ns, dir, "pulse-m", "tap0");
-    let mut receiver = Running::background(fata_ns(
-        &ns,
+    let mut receiver = Running::background(ns.fata_with_run_dir(
         dir,
         &[
             "receive",

@@ -673,3 +673,60 @@ fn www_on_unix_serves_a_site_from_a_fat_image() {
     assert!(all.contains("garbage.img is not a FAT image"), "{all}");
     assert!(!all.contains("www: serving"), "{all}");
 }
+
+#[test]
+fn www_on_hvt_crawls_the_same_after_a_restore() {
+    if !fata_testkit::kvm() {
+        return;
+    }
+    let Some(ns) = Netns::create("wwwsnap", 86) else {
+        return;
+    };
+    build("apps/www", "hvt");
+    let run_dir = tempfile::tempdir().unwrap();
+    let snapshots = tempfile::tempdir().unwrap();
+    let saved = snapshots.path().join("www");
+    let ipv4 = format!("{}/24", ns.guest());
+    let boot = ns.fata_with_run_dir(
+        run_dir.path(),
+        &[
+            "run",
+            "--release",
+            "--target",
+            "hvt",
+            "apps/www",
+            "--name",
+            "www-s",
+            "--net",
+            "tap0",
+            "--",
+            "--ipv4",
+            &ipv4,
+        ],
+    );
+    let mut app = Running::start(boot, "www: serving");
+    let addr = SocketAddr::from((ns.guest(), 80));
+    let before = ns.run(|| crawl(addr));
+
+    let out = common::fata_command(&["snapshot", "www-s", "-o", saved.to_str().unwrap(), "--stop"])
+        .env("FATA_RUN_DIR", run_dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "fata snapshot: {}", text(&out.stderr));
+    assert_eq!(app.wait_exit(Duration::from_secs(5)), Some(0));
+
+    let restore = ns.fata_with_run_dir(run_dir.path(), &["restore", saved.to_str().unwrap()]);
+    let mut restored = Running::background(restore);
+    let after = ns.run(|| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the restored site did not answer"
+            );
+        }
+        crawl(addr)
+    });
+    assert_eq!(before, after, "the restored site links the same pages");
+    assert!(restored.is_running(), "the restored unikernel stopped");
+}

@@ -164,6 +164,13 @@ impl Netns {
         command
     }
 
+    /// `fata ARGS` inside the namespace, with guests' control sockets in `run_dir`.
+    pub fn fata_with_run_dir(&self, run_dir: &Path, args: &[&str]) -> Command {
+        let mut command = self.fata();
+        command.env("FATA_RUN_DIR", run_dir).args(args);
+        command
+    }
+
     /// Runs `f` on a thread that has entered the namespace, so its sockets live there.
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         let path = format!("/var/run/netns/{}", self.name);

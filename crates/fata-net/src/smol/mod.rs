@@ -12,7 +12,7 @@ use core::time::Duration;
 use fata::Net;
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{dhcpv4, tcp as tcp_socket};
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
 use crate::config::{Config, Ipv4Config, Tuning};
 use link::{Link, LinkStats};
@@ -33,8 +33,9 @@ const ANNOUNCE_RETRY: Duration = Duration::from_millis(10);
 /// Creating it spawns the task that moves frames between the device and smoltcp: it polls the
 /// interface when frames arrive, when a socket has something to send and when a TCP timer is due,
 /// and flushes the frames each poll produced as one batch. When the device says it moved to
-/// another link ([`Net::moves`]), the next poll first sends a gratuitous ARP for each of the
-/// interface's IPv4 addresses, so that the new link learns where they are.
+/// another link ([`Net::moves`]), the next poll renews the interface (the neighbours it knew may
+/// have other MACs there, such as the host's side of another tap) and first sends a gratuitous
+/// ARP for each of the interface's IPv4 addresses, so that the new link learns where they are.
 #[derive(Clone)]
 pub struct SmolStack {
     pub(crate) inner: Rc<Inner>,
@@ -60,6 +61,8 @@ pub(crate) struct State {
     moves: u32,
     /// Whether the interface still has to announce its addresses after a move.
     announcing: bool,
+    /// The seed the stack was given, from which each renewed interface takes its own.
+    seed: u64,
 }
 
 /// smoltcp's clock, read from Fata's.
@@ -72,10 +75,7 @@ impl SmolStack {
     /// ephemeral ports.
     pub fn new(net: Box<dyn Net>, config: Config, seed: u64) -> SmolStack {
         let mut link = Link::new(net);
-        let mac = EthernetAddress(link.net().mac());
-        let mut iface_config = smoltcp::iface::Config::new(HardwareAddress::Ethernet(mac));
-        iface_config.random_seed = seed;
-        let mut iface = Interface::new(iface_config, &mut link, now());
+        let mut iface = interface(&mut link, seed);
         let mut sockets = SocketSet::new(vec![]);
         let dhcp = match config.ipv4 {
             Ipv4Config::Static { address, gateway } => {
@@ -98,6 +98,7 @@ impl SmolStack {
             next_port: EPHEMERAL_FIRST + (seed % 16384) as u16,
             moves,
             announcing: false,
+            seed,
         };
         let inner = Rc::new(Inner {
             state: RefCell::new(state),
@@ -171,6 +172,30 @@ impl SmolStack {
     }
 }
 
+/// A fresh smoltcp interface over `link`, with no address yet.
+fn interface(link: &mut Link, seed: u64) -> Interface {
+    let mac = EthernetAddress(link.net().mac());
+    let mut config = smoltcp::iface::Config::new(HardwareAddress::Ethernet(mac));
+    config.random_seed = seed;
+    Interface::new(config, link, now())
+}
+
+/// A fresh interface with `old`'s address and default route, for a device that moved to another
+/// link. smoltcp cannot empty a neighbour cache's discovery rate limit: an interface that had
+/// asked for a neighbour within the last second would stay silent that long on the new link, so
+/// it starts afresh, as an interface brought up there would. Sockets live in the socket set, not
+/// in the interface, so connections carry on.
+fn renewed(old: &Interface, link: &mut Link, seed: u64) -> Interface {
+    let mut iface = interface(link, seed);
+    let address = old.ip_addrs().iter().map(|IpCidr::Ipv4(v4)| *v4).next();
+    let gateway = old.routes().get_default_ipv4_route().map(|route| {
+        let IpAddress::Ipv4(router) = route.via_router;
+        router
+    });
+    set_ipv4(&mut iface, address, gateway);
+    iface
+}
+
 fn set_ipv4(iface: &mut Interface, address: Option<Ipv4Cidr>, gateway: Option<Ipv4Address>) {
     iface.update_ip_addrs(|addrs| {
         addrs.clear();
@@ -200,6 +225,7 @@ impl Inner {
             closing,
             moves,
             announcing,
+            seed,
             ..
         } = &mut *state;
         let now = now();
@@ -207,6 +233,9 @@ impl Inner {
         if moved != *moves {
             *moves = moved;
             *announcing = true;
+            // Each renewed interface draws other TCP sequence numbers than the one before.
+            let seed = seed.wrapping_add(u64::from(moved).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            *iface = renewed(iface, link, seed);
         }
         if *announcing {
             let addresses = iface.ip_addrs().iter().map(|IpCidr::Ipv4(v4)| v4.address());
