@@ -21,15 +21,37 @@ def cpu_model():
     return "unknown CPU"
 
 
+def kvm_flavour():
+    """Which KVM this host offers: figures move with it (kvm_pvm exits cost ~25 us)."""
+    if not os.path.exists("/dev/kvm"):
+        return "none (no /dev/kvm)"
+    for module, what in [("kvm_pvm", "kvm_pvm (nested, paravirtual)"),
+                         ("kvm_intel", "kvm_intel (VMX)"), ("kvm_amd", "kvm_amd (SVM)")]:
+        if os.path.exists(f"/sys/module/{module}"):
+            return what
+    return "unknown"
+
+
+def describe_host():
+    """The line every benchmark prints first: figures move between hosts of the same kind."""
+    return (f"host: {cpu_model()}, {os.cpu_count()} CPUs, kernel {os.uname().release}, "
+            f"KVM {kvm_flavour()}")
+
+
 def ensure_commands(bench, commands):
-    """Installs the Debian packages of `commands` ({command: package}) that are missing."""
+    """Installs the Debian packages of `commands` ({command: package}) that are missing, as
+    scripts/test does for the tests' peers."""
     missing = sorted({package for command, package in commands.items()
                       if subprocess.run(["sh", "-c", f"command -v {command}"],
                                         capture_output=True).returncode != 0})
-    if missing:
-        print(f"{bench}: installing {' '.join(missing)} (Debian)", file=sys.stderr)
-        subprocess.run(["apt-get", "install", "-y", *missing], check=True,
-                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        sys.exit(f"{bench}: needs {' '.join(missing)}; install them (apt-get install) or run as root")
+    print(f"{bench}: installing {' '.join(missing)} (Debian)", file=sys.stderr)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env)
 
 
 def tree_cpu_seconds(pid):
@@ -109,3 +131,8 @@ def teardown_netns(ns, peer):
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
+
+
+if __name__ == "__main__":
+    # `python3 bench/benchlib.py`: the host line, for the shell benchmarks.
+    print(describe_host())

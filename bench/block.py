@@ -24,7 +24,7 @@ import statistics
 import subprocess
 import sys
 
-from benchlib import ROOT, cpu_model, ensure_commands
+from benchlib import ROOT, describe_host, ensure_commands
 
 DEPTH = 32
 CASES = [
@@ -87,6 +87,7 @@ def main():
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     size = int(args.size[:-1]) * units[args.size[-1].upper()] if args.size[-1].isalpha() else int(args.size)
 
+    print(describe_host(), flush=True)
     ensure_commands("bench/block", {"fio": "fio"})
     print("bench/block: building the fata command and bench/blockload", file=sys.stderr)
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "fata-cli"], cwd=ROOT, check=True)
@@ -115,7 +116,7 @@ def main():
         results[case] = {who: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs))
                          for who, rs in runs.items()}
 
-    print(f"\nbench/block on {cpu_model()}, {os.cpu_count()} CPUs; everything on CPU 1; queue depth "
+    print(f"\nbench/block; everything on CPU 1; queue depth "
           f"{DEPTH}; {args.rounds} interleaved rounds of {args.seconds} s, medians; "
           f"file {size >> 20} MiB on {sh('df', '--output=source', path).split()[-1]}\n")
     print("| case | fio | Fata hvt | hvt / fio | Fata unix | unix / fio | hvt unbatched |")

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 
+from benchlib import describe_host
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = max(20, int(sys.argv[1]) if len(sys.argv) > 1 else 50)
 APP_ARGS = ["--", "--count", "1", "--interval-ms", "0"]
@@ -61,6 +63,7 @@ def summary(name, values):
 
 
 def main():
+    print(describe_host(), flush=True)
     installed, fata, image, unix = build()
     cpus = os.cpu_count()
     hvt, hvt_dynamic, unix_fata, unix_direct, setup, first = [], [], [], [], [], []

@@ -13,19 +13,19 @@ order for every zone. Peers listen on 127.0.0.1. For a like-for-like path with t
 veth pair, and Fata hvt on a tap device in the same namespace.
 
 Usage: python3 bench/dns.py [--seconds S] [--rate QPS] [--sizes 100,1000,10000] [--no-hvt]
+                            [--rates 5000,20000,40000,100000]   (the latency table's rates)
                             [--only NAME,NAME]   (servers whose name contains one of the words)
                             [--fata-args "--coalesce-us 0"]   (extra `fata run` options)
-Prints a table and each ratio to NSD.
+Prints a table with each ratio to NSD, then each server's latency against the offered rate.
 """
 import argparse
-from benchlib import ROOT, Server, run, setup_netns, teardown_netns, tree_cpu_seconds
+from benchlib import (ROOT, Server, describe_host, ensure_commands, setup_netns,
+                      teardown_netns, tree_cpu_seconds)
 import os
 import random
 import re
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -87,10 +87,8 @@ def load(netns, tool, address, queries, seconds, rate=0):
     out = subprocess.run(prefix + ["taskset", "-c", "1"] + argv, capture_output=True, text=True).stdout
     m = re.search(r"([\d.]+) queries/s", out)
     latency = re.search(r"latency mean (\d+) us, p99 (\d+) us", out)
-    if rate:
-        return (float(m.group(1)) if m else 0.0,
-                (int(latency.group(1)), int(latency.group(2))) if latency else (0, 0))
-    return float(m.group(1)) if m else 0.0
+    return (float(m.group(1)) if m else 0.0,
+            (int(latency.group(1)), int(latency.group(2))) if latency else (0, 0))
 
 
 def configs(work, zone):
@@ -158,10 +156,13 @@ def main():
     ap.add_argument("--no-hvt", action="store_true")
     ap.add_argument("--only", default="", help="run only servers whose name contains one of these")
     ap.add_argument("--fata-args", default="", help="extra `fata run` options, e.g. --coalesce-us 0")
+    ap.add_argument("--rates", default="5000,20000,40000,100000",
+                    help="offered rates of the latency table (empty: no table)")
     args = ap.parse_args()
-    for tool in ("nsd", "knotd", "named", "dnsperf", "dig"):
-        if not shutil.which(tool):
-            sys.exit(f"{tool} is missing: apt-get install nsd knot bind9 dnsperf dnsutils")
+    print(describe_host(), flush=True)
+    ensure_commands("bench/dns", {"nsd": "nsd", "knotd": "knot", "named": "bind9",
+                                  "dnsperf": "dnsperf", "dig": "dnsutils", "ip": "iproute2",
+                                  "taskset": "util-linux"})
     if not os.environ.get("FATA_BENCH_NO_BUILD"):
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "fata-cli", "-p", "fata-netload"],
                        cwd=ROOT, check=True)
@@ -170,6 +171,7 @@ def main():
     work = tempfile.mkdtemp(prefix="fata-dnsbench-")
     setup_netns(NS, PEER, TAP_HOST, VETH_HOST, VETH_PEER)
     results = {}
+    rates = [int(r) for r in args.rates.split(",") if r]
     try:
         for size in [int(s) for s in args.sizes.split(",")]:
             zone = os.path.join(work, f"bench{size}.zone")
@@ -207,7 +209,8 @@ def main():
                 client_ns = NS if netns else None
                 row = {}
                 row["dnsperf"] = load(client_ns, "dnsperf", address, queries, args.seconds)
-                row["netload"] = load(client_ns, "netload", address, queries, args.seconds)
+                row["netload"], row["max_latency"] = load(client_ns, "netload", address, queries,
+                                                          args.seconds)
                 before = tree_cpu_seconds(server.proc.pid)
                 started = time.time()
                 answered, row["latency"] = load(client_ns, "netload", address, queries,
@@ -217,6 +220,8 @@ def main():
                 row["fixed"] = answered
                 row["per_cpu"] = answered * wall / cpu if cpu > 0 else float("inf")
                 row["cpu_share"] = cpu / wall
+                row["by_rate"] = {rate: load(client_ns, "netload", address, queries,
+                                             max(2, args.seconds // 2), rate) for rate in rates}
                 server.stop()
                 results[(size, name)] = row
                 print(f"  {size:>6} names  {name:<24} dnsperf {row['dnsperf']:>9.0f}  "
@@ -238,6 +243,15 @@ def main():
         print(f"{size:>6} {name:<24} {best:>10.0f} {row['dnsperf']:>10.0f} {best / nsd_best:>6.2f}x "
               f"{row['per_cpu']:>10.0f} {row['per_cpu'] / nsd['per_cpu']:>6.2f}x "
               f"{row['latency'][0]:>5} us {row['latency'][1]:>3} us")
+    if rates:
+        print(f"\nlatency against offered rate (fata-netload, mean / p99 in us, answered q/s), "
+              f"{max(2, args.seconds // 2)}s each; max: as fast as answers come")
+        print(f"{'zone':>6} {'server':<30}" + "".join(f"{r:>22}" for r in rates) + f"{'max':>24}")
+        for (size, name), row in results.items():
+            cells = [f"{lat[0]} / {lat[1]} ({answered:.0f})" for answered, lat in
+                     (row["by_rate"][rate] for rate in rates)]
+            cells.append(f"{row['max_latency'][0]} / {row['max_latency'][1]} ({row['netload']:.0f})")
+            print(f"{size:>6} {name:<30}" + "".join(f"{c:>22}" for c in cells[:-1]) + f"{cells[-1]:>24}")
 
 
 if __name__ == "__main__":

@@ -16,11 +16,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 
-from benchlib import ROOT, Server, setup_netns, teardown_netns, tree_cpu_seconds
+from benchlib import (ROOT, Server, describe_host, ensure_commands, setup_netns, teardown_netns,
+                      tree_cpu_seconds)
 
 NS, PEER = "fata-httpbench", "fata-httpbench-peer"
 TAP_HOST, TAP_GUEST = "10.95.0.1", "10.95.0.2"
@@ -50,9 +50,9 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--no-hvt", action="store_true")
     args = ap.parse_args()
-    for tool in ("nginx", "wrk", "curl"):
-        if not shutil.which(tool):
-            sys.exit(f"{tool} is missing: apt-get install nginx-light wrk curl")
+    print(describe_host(), flush=True)
+    ensure_commands("bench/http", {"nginx": "nginx-light", "wrk": "wrk", "curl": "curl",
+                                   "ip": "iproute2", "taskset": "util-linux"})
     fata = os.path.join(ROOT, "target/release/fata")
     if not os.environ.get("FATA_BENCH_NO_BUILD"):
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "fata-cli"], cwd=ROOT, check=True)

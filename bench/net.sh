@@ -11,6 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+python3 bench/benchlib.py
 ensure_commands iperf3:iperf3 ip:iproute2 taskset:util-linux
 
 secs=${1:-5}

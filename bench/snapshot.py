@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import ROOT, cpu_model, ensure_commands, run
+from benchlib import ROOT, describe_host, ensure_commands, run
 
 CLONE_NEWNET = 0x40000000
 MAC = "02:fa:7a:00:00:02"
@@ -320,9 +320,9 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/snapshot needs root (network namespaces and taps): run it with sudo")
+    print(describe_host(), flush=True)
     ensure_commands("bench/snapshot", {"curl": "curl", "ip": "iproute2", "taskset": "util-linux"})
     fata, dns, pulse = build()
-    cpu = cpu_model()
     work = tempfile.mkdtemp(prefix="fata-snapbench-")
     env_run = dict(os.environ, FATA_RUN_DIR=os.path.join(work, "run"))
     os.environ["FATA_RUN_DIR"] = env_run["FATA_RUN_DIR"]
@@ -335,7 +335,7 @@ def main():
     finally:
         enter(None)
         subprocess.run(["ip", "netns", "del", NS], capture_output=True)
-    print(f"bench/snapshot on {cpu}, {os.cpu_count()} CPUs, kernel {os.uname().release}")
+    print(describe_host())
     print(f"DNS unikernel (apps/dns, --mem 32M, a zone of 1,000 names), {args.runs} runs each, interleaved:")
     print(summary("cold boot: fata run -> first answer", cold))
     print(summary("restore: fata restore -> first answer", restored))

@@ -16,9 +16,11 @@
 //! - after the guest moved to other taps (a restore or a migration, [`Nets::moved`]), the next
 //!   `Yield` returns at once with the devices ready, so that the guest's stack sees the move
 //!   count in its receive ring's header and announces itself on the new link;
-//! - with a coalescing interval (`fata run --coalesce-us`), a `Yield` that finds frames already
-//!   waiting, after a resumption that brought only a few, resumes the guest at most once per
-//!   interval, so that one exit serves a batch (see `fata_hvt_abi::COALESCE_BELOW`).
+//! - with a coalescing limit (`fata run --coalesce-us`), a `Yield` that finds frames already
+//!   waiting, after a resumption that brought only a few, naps so that one exit serves a batch
+//!   (see `fata_hvt_abi::COALESCE_BELOW`). The nap adapts to the arrival rate: it lasts as long
+//!   as such a batch takes to arrive, and there is none when that is longer than the limit, so a
+//!   lightly loaded guest answers at once and the naps of a busy one shorten as it gets busier.
 //!
 //! There is no I/O thread. On this machine a thread wake-up costs a context switch, and one that
 //! preempts the vCPU thread also reloads the vCPU (MSR accesses that trap to the outer
@@ -156,11 +158,14 @@ pub enum NetRestoreError {
 pub struct Nets {
     devices: Vec<Device>,
     naps: Cell<u64>,
-    /// While frames keep coming, the guest is resumed at most once per this interval (zero:
-    /// at once, always).
+    /// The longest a nap may make the guest wait for a batch (zero: no naps).
     coalesce: Duration,
     /// When a `Yield` last returned.
     last_resume: Cell<Instant>,
+    /// Frames received since then.
+    received_since_resume: Cell<u64>,
+    /// Frames per second arriving, a moving average over resumptions.
+    arrival_rate: Cell<f64>,
     /// Whether frames went out since a `Yield` last handed the guest received frames.
     sent_since_input: Cell<bool>,
     sleeps: Cell<u64>,
@@ -202,6 +207,8 @@ impl Nets {
             devices,
             coalesce,
             last_resume: Cell::new(Instant::now()),
+            received_since_resume: Cell::new(0),
+            arrival_rate: Cell::new(0.0),
             sent_since_input: Cell::new(false),
             sleeps: Cell::new(0),
             naps: Cell::new(0),
@@ -350,6 +357,8 @@ impl Nets {
         })?;
         device.rx_produced.set(port.rx_produced);
         device.tx_consumed.set(port.tx_consumed);
+        self.received_since_resume
+            .set(self.received_since_resume.get() + u64::from(work.received));
         if work.sent > 0 {
             self.sent_since_input.set(true);
         }
@@ -380,6 +389,32 @@ impl Nets {
             self.moved.set(false);
         }
         ready
+    }
+
+    /// The guest resumes: folds the frames received since the last resumption into the arrival
+    /// rate (a quarter weight for the newest sample).
+    fn resumed(&self) {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.last_resume.get()).as_secs_f64();
+        if elapsed > 0.0 {
+            let sample = self.received_since_resume.get() as f64 / elapsed;
+            self.arrival_rate
+                .set(self.arrival_rate.get() * 0.75 + sample * 0.25);
+        }
+        self.received_since_resume.set(0);
+        self.last_resume.set(now);
+    }
+
+    /// How long after the last resumption a nap should end: the time [`COALESCE_BELOW`] frames
+    /// take at the arrival rate, if that is within the coalescing limit; `None` otherwise (frames
+    /// come too slowly for a batch to be worth the wait, or coalescing is off).
+    fn batch_interval(&self) -> Option<Duration> {
+        let rate = self.arrival_rate.get();
+        if self.coalesce.is_zero() || rate <= 0.0 {
+            return None;
+        }
+        let fill = Duration::try_from_secs_f64(f64::from(COALESCE_BELOW) / rate).ok()?;
+        (fill <= self.coalesce).then_some(fill)
     }
 
     /// The devices in `interest` whose receive ring holds a frame.
@@ -454,10 +489,14 @@ impl Nets {
             let ready = self.ready(ram, interest) | others.ready(ram, interest) | moved;
             let behind = *behind.get_or_insert(received > 0 && !answered_before);
             if behind && !napped && received < COALESCE_BELOW {
-                // Frames keep coming: resume the guest at most once per `coalesce`, so that one
-                // exit (tens of microseconds here) serves a batch. An idle guest is not delayed.
+                // Frames keep coming: nap until a batch has arrived, so that one exit (tens of
+                // microseconds here) serves it. An idle guest is not delayed.
                 let since = self.last_resume.get().elapsed();
-                if let Some(nap) = self.coalesce.checked_sub(since).filter(|d| !d.is_zero()) {
+                if let Some(nap) = self
+                    .batch_interval()
+                    .and_then(|batch| batch.checked_sub(since))
+                    .filter(|d| !d.is_zero())
+                {
                     let nap = deadline.map_or(nap, |d| {
                         d.saturating_duration_since(Instant::now()).min(nap)
                     });
@@ -469,7 +508,7 @@ impl Nets {
                 }
             }
             if ready != 0 || crate::signal::interrupted() {
-                self.last_resume.set(Instant::now());
+                self.resumed();
                 self.sent_since_input.set(false);
                 return Ok(ready);
             }
@@ -477,7 +516,7 @@ impl Nets {
                 Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
                     Some(left) if !left.is_zero() => Some(left),
                     _ => {
-                        self.last_resume.set(Instant::now());
+                        self.resumed();
                         return Ok(0);
                     }
                 },
@@ -494,14 +533,7 @@ impl Nets {
     }
 }
 
-/// What restoring and migrating a guest calls: the move count of each device.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "restoring a snapshot calls these, once the monitor can"
-    )
-)]
+/// What restoring and migrating a guest calls.
 impl Nets {
     /// The guest now runs on other taps (restored from a snapshot, or migrated): bumps every
     /// device's move count, writes it into the device's receive ring header (`moves`, release),
@@ -522,22 +554,6 @@ impl Nets {
         }
         self.moved.set(!self.devices.is_empty());
         Ok(())
-    }
-
-    /// Device `handle`'s move count, for a snapshot; `None` when there is no such device.
-    pub fn moves(&self, handle: u32) -> Option<u32> {
-        self.device(handle).map(|d| d.moves.get())
-    }
-
-    /// Sets device `handle`'s move count from a snapshot, without writing guest RAM (the
-    /// snapshot's memory holds the count the guest last saw); [`Nets::moved`] then counts the
-    /// move itself. `false` when there is no such device.
-    pub fn set_moves(&self, handle: u32, moves: u32) -> bool {
-        self.device(handle).map(|d| d.moves.set(moves)).is_some()
-    }
-
-    fn device(&self, handle: u32) -> Option<&Device> {
-        self.devices.iter().find(|d| d.handle == handle)
     }
 }
 
@@ -862,15 +878,11 @@ mod tests {
         assert_eq!((header(0), header(1)), (0, 0));
 
         // A snapshot carried count 7 for the first device; restoring it moves both.
-        assert!(nets.set_moves(0, 7));
-        assert!(!nets.set_moves(2, 1), "no such device");
-        assert_eq!(header(0), 0, "setting the count leaves guest RAM alone");
+        nets.devices[0].moves.set(7);
         nets.moved(&ram).unwrap();
         assert_eq!((header(0), header(1)), (8, 1));
-        assert_eq!(
-            (nets.moves(0), nets.moves(1), nets.moves(2)),
-            (Some(8), Some(1), None)
-        );
+        let counts: Vec<u32> = nets.devices.iter().map(|d| d.moves.get()).collect();
+        assert_eq!(counts, [8, 1]);
 
         // A guest yielding for something else is not told; the next yield for the first device
         // returns at once (no deadline, nothing received) with it ready, and only that one.

@@ -4,9 +4,11 @@
 //! `recvmmsg` of many datagrams instead of one each). "Under load" means input is found waiting
 //! when the app goes idle, or arrived before the app's first answer since it last woke went out
 //! (its first send of each cycle, [`sending`], looks: one `epoll_pwait2` that does not sleep).
-//! Then, unless the last wake-up already brought a batch, `yield_until` naps until one interval
-//! after the last wake-up and collects what came meanwhile. An idle app sleeps in `epoll_pwait2`
-//! and wakes at once.
+//! Then, unless the last wake-up already brought a batch, `yield_until` naps and collects what
+//! came meanwhile. The nap adapts to the arrival rate, as the hvt monitor's does: it ends when a
+//! batch of [`COALESCE_BELOW`] items should have arrived since the last wake-up, and there is none
+//! when that takes longer than the interval, which is the longest a nap may make input wait. An
+//! idle app sleeps in `epoll_pwait2` and wakes at once.
 //!
 //! The app drains its sockets itself, so input found waiting may also be a fast client's next
 //! question, sent after the app's answer. Napping cannot batch such a client: a nap that brings
@@ -38,6 +40,8 @@ static BACKOFF: AtomicU32 = AtomicU32::new(0);
 const BACKOFF_WAKES: u32 = 64;
 /// When `yield_until` last returned, in the platform's monotonic nanoseconds.
 static LAST_WAKE_NS: AtomicU64 = AtomicU64::new(0);
+/// Items per second arriving, a moving average over wake-ups (the bits of an `f64`).
+static RATE: AtomicU64 = AtomicU64::new(0);
 
 /// The coalescing interval: `FATA_COALESCE_US`, which `fata run` sets; none without it.
 fn interval_ns() -> u64 {
@@ -49,6 +53,32 @@ fn interval_ns() -> u64 {
             .unwrap_or(0)
             .saturating_mul(1000)
     })
+}
+
+/// Folds the items received between two wake-ups `since_ns` apart into the arrival rate (a
+/// quarter weight for the newest sample).
+fn note_rate(received: u32, since_ns: u64) {
+    if since_ns == 0 {
+        return;
+    }
+    let sample = f64::from(received) * 1e9 / since_ns as f64;
+    let rate = f64::from_bits(RATE.load(Ordering::Relaxed)) * 0.75 + sample * 0.25;
+    RATE.store(rate.to_bits(), Ordering::Relaxed);
+}
+
+/// How long after the last wake-up a nap should end: the time [`COALESCE_BELOW`] items take at
+/// the arrival rate, if that is within the interval; 0 (no nap) otherwise.
+fn batch_interval_ns() -> u64 {
+    let rate = f64::from_bits(RATE.load(Ordering::Relaxed));
+    if rate <= 0.0 {
+        return 0;
+    }
+    let fill = f64::from(COALESCE_BELOW) * 1e9 / rate;
+    if fill <= interval_ns() as f64 {
+        fill as u64
+    } else {
+        0
+    }
 }
 
 /// Counts `count` items the app received.
@@ -106,7 +136,7 @@ pub(crate) fn wait(interest: ReadySet, timeout_ns: Option<u64>, now: fn() -> u64
     } else {
         let behind = BEHIND.load(Ordering::Relaxed) || first.input;
         let since = now().saturating_sub(LAST_WAKE_NS.load(Ordering::Relaxed));
-        let nap = interval_ns()
+        let nap = batch_interval_ns()
             .saturating_sub(since)
             .min(timeout_ns.unwrap_or(u64::MAX));
         // A wake-up that brought a batch by itself needs no nap; one that brought a batch because
@@ -121,7 +151,11 @@ pub(crate) fn wait(interest: ReadySet, timeout_ns: Option<u64>, now: fn() -> u64
     RECEIVED.store(0, Ordering::Relaxed);
     SENT.store(false, Ordering::Relaxed);
     BEHIND.store(false, Ordering::Relaxed);
-    LAST_WAKE_NS.store(now(), Ordering::Relaxed);
+    let woke = now();
+    note_rate(
+        received,
+        woke.saturating_sub(LAST_WAKE_NS.swap(woke, Ordering::Relaxed)),
+    );
     deliver(seen, interest)
 }
 
