@@ -111,14 +111,12 @@ def spawn(argv, log):
     return pid
 
 
-def first_answer(argv, log, name="ns1.bench.fata", expected=NS_ANSWER, within=10.0):
-    """Starts `argv` and asks GUEST for `name` every 100 us until the right answer comes; returns
-    (pid, milliseconds from the spawn to that answer)."""
+def wait_answer(pid, log, name="ns1.bench.fata", expected=NS_ANSWER, within=30.0, every=0.0001):
+    """Asks GUEST for `name` every `every` seconds until the right answer comes; exits if
+    process `pid` ends or `within` seconds pass (and stops it)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setblocking(False)
     message = query(0x5EED, name)
-    start = time.perf_counter_ns()
-    pid = spawn(argv, log)
     deadline = time.monotonic() + within
     try:
         while time.monotonic() < deadline:
@@ -126,17 +124,23 @@ def first_answer(argv, log, name="ns1.bench.fata", expected=NS_ANSWER, within=10
                 sock.sendto(message, (GUEST, 53))
             except OSError:
                 pass  # the tap has no carrier until the monitor opens it
-            if select.select([sock], [], [], 0.0001)[0]:
-                reply = sock.recv(2048)
-                took = (time.perf_counter_ns() - start) / 1e6
-                if first_a(reply) == expected:
-                    return pid, took
+            if select.select([sock], [], [], every)[0] and first_a(sock.recv(2048)) == expected:
+                return
             if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                sys.exit(f"{argv[1]} ended before it answered:\n{open(log).read()[-2000:]}")
+                sys.exit(f"a guest ended before it answered:\n{open(log).read()[-2000:]}")
         stop(pid)
-        sys.exit(f"{' '.join(argv)} did not answer within {within} s:\n{open(log).read()[-2000:]}")
+        sys.exit(f"a guest did not answer within {within} s:\n{open(log).read()[-2000:]}")
     finally:
         sock.close()
+
+
+def first_answer(argv, log, name="ns1.bench.fata", expected=NS_ANSWER):
+    """Starts `argv` and asks GUEST for `name` every 100 us until the right answer comes; returns
+    (pid, milliseconds from the spawn to that answer)."""
+    start = time.perf_counter_ns()
+    pid = spawn(argv, log)
+    wait_answer(pid, log, name, expected, within=10.0)
+    return pid, (time.perf_counter_ns() - start) / 1e6
 
 
 def stop(pid):
@@ -228,14 +232,14 @@ def many_restores(fata, snap, work, count):
                               os.path.join(work, f"many-{i}.log")))
         for i in range(count):
             enter(MANY_NS.format(i))
-            wait_answer(pids[i], os.path.join(work, f"many-{i}.log"))
+            wait_answer(pids[i], os.path.join(work, f"many-{i}.log"), every=0.01)
         took = time.monotonic() - start
         enter(None)
         time.sleep(2)
         memory = [memory_of(pid) for pid in pids]
         for i in range(count):
             enter(MANY_NS.format(i))
-            wait_answer(pids[i], os.path.join(work, f"many-{i}.log"))
+            wait_answer(pids[i], os.path.join(work, f"many-{i}.log"), every=0.01)
         enter(None)
         return took, memory
     finally:
@@ -244,23 +248,6 @@ def many_restores(fata, snap, work, count):
             stop(pid)
         for i in range(count):
             subprocess.run(["ip", "netns", "del", MANY_NS.format(i)], capture_output=True)
-
-
-def wait_answer(pid, log, within=30.0):
-    """Asks GUEST until it answers right; exits if process `pid` ends or `within` s pass."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setblocking(False)
-    deadline = time.monotonic() + within
-    try:
-        while time.monotonic() < deadline:
-            sock.sendto(query(7, "ns1.bench.fata"), (GUEST, 53))
-            if select.select([sock], [], [], 0.01)[0] and first_a(sock.recv(2048)) == NS_ANSWER:
-                return
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                sys.exit(f"a restore ended:\n{open(log).read()[-2000:]}")
-        sys.exit(f"a restore did not answer within {within} s:\n{open(log).read()[-2000:]}")
-    finally:
-        sock.close()
 
 
 def migrations(fata, pulse, work, count, env_run):

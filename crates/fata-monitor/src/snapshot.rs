@@ -55,23 +55,12 @@ impl Saver<'_> {
         }
         prepare_dir(dir)?;
         let identity = image_identity(&self.image);
-        let (frozen, frozen_here) = mpsc::channel();
-        let (verdict, verdict_there) = mpsc::channel();
         let request = Request::Snapshot {
             dir: dir.to_path_buf(),
             stop,
             diff,
         };
-        let _answers = mailbox.post(
-            request,
-            Some(Freeze {
-                frozen,
-                verdict: verdict_there,
-            }),
-        );
-        let mut snapshot = frozen_here
-            .recv()
-            .map_err(|_| "the guest ended before it could be frozen".to_string())??;
+        let (mut snapshot, verdict, _answers) = freeze(mailbox, request)?;
         let still = Instant::now();
         let outcome = self.write_frozen(dir, &mut snapshot, identity, parent.filter(|_| diff));
         // However the writing went, the guest must not stay frozen: a failed snapshot lets it
@@ -228,18 +217,8 @@ impl Saver<'_> {
             }
         }
         // Stop-and-copy: freeze the guest, send what it wrote since the last round and its state.
-        let (frozen, frozen_here) = mpsc::channel();
-        let (verdict, verdict_there) = mpsc::channel();
-        let _answers = mailbox.post(
-            Request::Migrate { to: to.to_string() },
-            Some(Freeze {
-                frozen,
-                verdict: verdict_there,
-            }),
-        );
-        let mut snapshot = frozen_here
-            .recv()
-            .map_err(|_| "the guest ended before it could be frozen".to_string())??;
+        let (mut snapshot, verdict, _answers) =
+            freeze(mailbox, Request::Migrate { to: to.to_string() })?;
         let still = Instant::now();
         let last = (|| -> Result<u64, String> {
             let dirty = self.dirty.take().map_err(|e| e.to_string())?;
@@ -295,6 +274,28 @@ impl Saver<'_> {
 }
 
 /// Sorted ranges merged where they overlap or touch.
+/// Posts `request` with a freeze and waits until the vCPU thread has frozen the guest: returns
+/// what it captured, the channel for the verdict that ends the freeze, and the request's replies
+/// (kept open until the verdict is sent).
+fn freeze(
+    mailbox: &Mailbox,
+    request: Request,
+) -> Result<(Snapshot, mpsc::Sender<Verdict>, mpsc::Receiver<Reply>), String> {
+    let (frozen, frozen_here) = mpsc::channel();
+    let (verdict, verdict_there) = mpsc::channel();
+    let answers = mailbox.post(
+        request,
+        Some(Freeze {
+            frozen,
+            verdict: verdict_there,
+        }),
+    );
+    let snapshot = frozen_here
+        .recv()
+        .map_err(|_| "the guest ended before it could be frozen".to_string())??;
+    Ok((snapshot, verdict, answers))
+}
+
 fn merge(sorted: &[Range<u64>]) -> Vec<Range<u64>> {
     let mut merged: Vec<Range<u64>> = Vec::new();
     for range in sorted {
