@@ -1,7 +1,8 @@
 //! A heartbeat for the lifecycle tests (pause, snapshot, restore, migration): what they check,
-//! served on one interface (`service`; `--ipv4 ADDRESS/PREFIX`, DHCP without it).
+//! served on one interface (`service`; `--ipv4` and `--ipv6`, see fata_net::OPTIONS).
 //!
-//! - DNS on UDP port 53: `pulse.test. A` is the app's own address, `clock.pulse.test. TXT` the
+//! - DNS on UDP port 53: `pulse.test. A` and `AAAA` are the app's own addresses (those it has),
+//!   `clock.pulse.test. TXT` the
 //!   clock text `mono=NS wall=NS ticks=N` (the monotonic and the wall clock in nanoseconds, and
 //!   the ticks so far), every record with TTL 0;
 //! - HTTP/1.1 on TCP port 80, one request per connection: `GET /clock` is the same text, and
@@ -25,7 +26,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use fata::{Clock, Duration, Env, Error, Instant, Result, SysClock, println};
 use fata_dns::wire::rtype;
 use fata_dns::{Name, RData, Server, Transport, Zone, ZoneSet};
-use fata_net::{Ipv4Addr, Stack, TcpListener, TcpStream, UdpSocket};
+use fata_net::{Addresses, Stack, TcpListener, TcpStream, UdpSocket};
 
 /// How often the ticker looks at the clock.
 const TICK: Duration = Duration::from_millis(100);
@@ -41,12 +42,12 @@ static TICKS: AtomicU64 = AtomicU64::new(0);
 #[fata::main(options = [fata_net::OPTIONS])]
 async fn main(mut env: Env) -> Result<()> {
     let stack = Stack::from_env(&mut env)?;
-    let address = stack.wait_configured().await.address();
+    let addresses = stack.wait_configured().await;
     let dns = UdpSocket::bind(&stack, 53)?;
     let http = TcpListener::bind(&stack, 80)?;
-    fata::spawn(serve_dns(dns, address)).detach();
+    println!("pulse: ready on {addresses} (DNS on UDP 53, HTTP on TCP 80)");
+    fata::spawn(serve_dns(dns, addresses)).detach();
     fata::spawn(serve_http(http)).detach();
-    println!("pulse: ready on {address} (DNS on UDP 53, HTTP on TCP 80)");
     let mut last = Instant::now();
     loop {
         fata::sleep(TICK).await;
@@ -80,14 +81,14 @@ fn pattern(i: u64) -> u8 {
     ((i % 251 * 7 + i / 4096 % 251) % 251) as u8
 }
 
-async fn serve_dns(socket: UdpSocket, address: Ipv4Addr) {
+async fn serve_dns(socket: UdpSocket, addresses: Addresses) {
     let mut query = [0u8; 1500];
     let mut response = Vec::with_capacity(512);
     loop {
         let Ok((len, from)) = socket.recv_from(&mut query).await else {
             continue;
         };
-        if answer(&query[..len], address, &mut response) == Ok(true) {
+        if answer(&query[..len], &addresses, &mut response) == Ok(true) {
             // A full send buffer drops the answer, as a congested network would.
             let _ = socket.send_to(&response, from).await;
         }
@@ -99,7 +100,7 @@ async fn serve_dns(socket: UdpSocket, address: Ipv4Addr) {
 /// records) is made afresh each time.
 fn answer(
     query: &[u8],
-    address: Ipv4Addr,
+    addresses: &Addresses,
     out: &mut Vec<u8>,
 ) -> core::result::Result<bool, fata_dns::Error> {
     let apex = Name::from_ascii("pulse.test.")?;
@@ -109,8 +110,12 @@ fn answer(
     let soa = RData::Soa(apex.clone(), mailbox, [1, 3600, 600, 86400, 0]);
     zone.add(apex.clone(), rtype::SOA, 0, soa)?;
     zone.add(apex.clone(), rtype::NS, 0, RData::Name(apex.clone()))?;
-    let a = RData::Raw(address.octets().to_vec());
-    zone.add(apex, rtype::A, 0, a)?;
+    if let Some(v4) = addresses.ipv4_address() {
+        zone.add(apex.clone(), rtype::A, 0, RData::Raw(v4.octets().to_vec()))?;
+    }
+    if let Some(v6) = addresses.ipv6_address() {
+        zone.add(apex, rtype::AAAA, 0, RData::Raw(v6.octets().to_vec()))?;
+    }
     // One character-string: the text is far shorter than its 255-byte limit.
     let text = clock_text();
     let mut txt = Vec::with_capacity(1 + text.len());

@@ -67,8 +67,7 @@ async fn main(mut env: Env) -> Result<()> {
         Box::leak(Box::new(Server::new(site, Limits::default())));
     let listener = TcpListener::bind(&stack, port)?;
     println!(
-        "www: serving {pages} pages ({files} files, {bytes} bytes) from {from} on {} port {port}",
-        address.address()
+        "www: serving {pages} pages ({files} files, {bytes} bytes) from {from} on {address} port {port}"
     );
     let open = Rc::new(Cell::new(0usize));
     loop {

@@ -46,7 +46,8 @@ fn www_refuses_an_option_it_does_not_take_with_its_usage() {
     for taken in [
         "--port N",
         "--max-connections N",
-        "--ipv4 ADDR/PREFIX",
+        "--ipv4 ADDR/PREFIX|dhcp|off",
+        "--ipv6 ADDR/PREFIX|slaac|off",
         "--bind ADDR",
     ] {
         assert!(stdout.contains(&format!("  {taken} ")), "{taken}: {stdout}");

@@ -467,6 +467,33 @@ fn dns_on_hvt_serves_a_forward_and_a_reverse_zone() {
     );
 }
 
+/// The same zones over an IPv6-only link: UDP and TCP answers to a client on the host's side.
+#[test]
+fn dns_on_hvt_answers_over_ipv6() {
+    if !fata_testkit::kvm() {
+        return;
+    }
+    let Some(ns) = Netns::create("dns6", 92).map(Netns::ipv6_only) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (forward, reverse) = write_zones(dir.path());
+    build("apps/dns", "hvt");
+    let ipv6 = format!("{}/64", ns.guest6());
+    let mut command = ns.fata();
+    command
+        .args(["run", "--release", "--target", "hvt", "apps/dns"])
+        .args(["--net", "tap0", "--", "--zone"])
+        .arg(&forward)
+        .arg("--zone")
+        .arg(&reverse)
+        .args(["--ipv4", "off", "--ipv6", &ipv6]);
+    let mut app = Running::start(command, "dns: serving");
+    assert_serves_both(&app.ready_line);
+    ns.run(|| assert_both_zones_answered(SocketAddr::from((ns.guest6(), 53))));
+    assert!(app.is_running(), "the unikernel stopped");
+}
+
 #[test]
 fn dns_on_hvt_reads_compiled_zones_from_a_fat_image() {
     if !fata_testkit::kvm() {

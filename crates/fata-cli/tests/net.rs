@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
 use common::{Netns, Running, build};
@@ -40,7 +40,11 @@ fn tcp_round_trip(addr: SocketAddr) {
 
 /// Exchanges 100 UDP datagrams of different sizes.
 fn udp_round_trips(addr: SocketAddr) {
-    let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+    let socket = UdpSocket::bind(match addr {
+        SocketAddr::V4(_) => "0.0.0.0:0",
+        SocketAddr::V6(_) => "[::]:0",
+    })
+    .unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
@@ -74,7 +78,7 @@ fn many_connections(addr: SocketAddr) {
 }
 
 /// Sends the unikernel frames no correct peer sends: random bytes, truncated headers, bad
-/// checksums, oversized frames.
+/// checksums, oversized frames, for IPv4 and ARP and for IPv6 and ICMPv6.
 fn garbage_frames(ns: &Netns) {
     let script = r#"
 import os, random, socket, struct
@@ -99,6 +103,21 @@ bad_len = bytes([0x45, 0, 0xff, 0xff]) + ip[4:]
 s.send(frame(0x0800, bad_len + tcp)); sent += 1                   # length beyond the frame
 for n in range(10):
     s.send(frame(0x0800, os.urandom(8000))); sent += 1            # oversized frames
+guest6 = bytes.fromhex("fd00%04x000000000000000000000002" % SUBNET)
+host6 = bytes.fromhex("fd00%04x000000000000000000000001" % SUBNET)
+def ipv6(next_header, payload, length=None):
+    length = len(payload) if length is None else length
+    return bytes([0x60, 0, 0, 0]) + struct.pack("!HBB", length, next_header, 255) + host6 + guest6 + payload
+for n in range(40):
+    s.send(frame(0x86dd, os.urandom(n % 40))); sent += 1          # truncated IPv6 headers
+    s.send(frame(0x86dd, ipv6(58, os.urandom(n % 32)))); sent += 1   # random ICMPv6
+    s.send(frame(0x86dd, ipv6(0, os.urandom(n % 16)))); sent += 1    # broken hop-by-hop options
+# A neighbour solicitation for the guest with a bad checksum, and TCP with one.
+solicit = struct.pack("!BBHI", 135, 0, 0xdead, 0) + guest6 + bytes([1, 1]) + src
+for n in range(20):
+    s.send(frame(0x86dd, ipv6(58, solicit))); sent += 1
+    s.send(frame(0x86dd, ipv6(6, tcp))); sent += 1
+s.send(frame(0x86dd, ipv6(17, os.urandom(8), length=0xffff))); sent += 1  # length beyond the frame
 print(sent)
 "#
     .replace("SUBNET", &ns.subnet.to_string());
@@ -114,10 +133,10 @@ print(sent)
     );
 }
 
-fn ping(ns: &Netns) {
+fn ping(ns: &Netns, guest: IpAddr) {
     let out = ns
         .command("ping")
-        .args(["-c", "3", "-i", "0.2", "-W", "2", &ns.guest().to_string()])
+        .args(["-c", "3", "-i", "0.2", "-W", "2", &guest.to_string()])
         .output()
         .unwrap();
     assert!(
@@ -132,11 +151,11 @@ fn ping(ns: &Netns) {
     );
 }
 
-/// The whole echo check over a tap device: ping, TCP, UDP, many connections, then garbage and
-/// the same checks again.
-fn check_echo_over_tap(ns: &Netns, app: &mut Running) {
-    let addr = SocketAddr::from((ns.guest(), 7));
-    ping(ns);
+/// The whole echo check over a tap device, at the app's address `guest`: ping, TCP, UDP, many
+/// connections, then garbage and the same checks again.
+fn check_echo_over_tap(ns: &Netns, app: &mut Running, guest: IpAddr) {
+    let addr = SocketAddr::from((guest, 7));
+    ping(ns, guest);
     ns.run(|| {
         tcp_round_trip(addr);
         udp_round_trips(addr);
@@ -144,7 +163,7 @@ fn check_echo_over_tap(ns: &Netns, app: &mut Running) {
     });
     garbage_frames(ns);
     assert!(app.is_running(), "the app died on garbage frames");
-    ping(ns);
+    ping(ns, guest);
     ns.run(|| {
         tcp_round_trip(addr);
         udp_round_trips(addr);
@@ -172,7 +191,7 @@ fn echo_on_unix_direct_over_a_tap_device() {
         &ipv4,
     ]);
     let mut app = Running::start(command, "echo: serving");
-    check_echo_over_tap(&ns, &mut app);
+    check_echo_over_tap(&ns, &mut app, ns.guest().into());
 }
 
 #[test]
@@ -204,7 +223,7 @@ fn echo_on_hvt_over_a_tap_device() {
         &ipv4,
     ]);
     let mut app = Running::start(command, "echo: serving");
-    check_echo_over_tap(&ns, &mut app);
+    check_echo_over_tap(&ns, &mut app, ns.guest().into());
     // The monitor gave the guest the MAC address asked for.
     let neighbours = ns
         .command("ip")
@@ -309,5 +328,132 @@ fn echo_on_hvt_gets_its_address_from_dhcp() {
     ns.run(|| {
         tcp_round_trip(SocketAddr::from((address, 7)));
         udp_round_trips(SocketAddr::from((address, 7)));
+    });
+}
+
+/// Runs apps/echo on `target` inside `ns` over tap0, with the app's arguments `app_args`.
+fn start_echo(ns: &Netns, target: &str, monitor_args: &[&str], app_args: &[&str]) -> Running {
+    build("apps/echo", target);
+    let mut command = ns.fata();
+    command
+        .args(["run", "--release", "--target", target, "apps/echo"])
+        .args(["--net", "tap0"])
+        .args(monitor_args)
+        .arg("--")
+        .args(app_args);
+    Running::start(command, "echo: serving")
+}
+
+#[test]
+fn echo_on_hvt_over_an_ipv6_only_link() {
+    if !fata_testkit::kvm() {
+        return;
+    }
+    let Some(ns) = Netns::create("hvt6", 87).map(Netns::ipv6_only) else {
+        return;
+    };
+    let ipv6 = format!("{}/64", ns.guest6());
+    // 200 connections with their socket buffers take about 25 MiB of heap.
+    let monitor = ["--mem", "96M", "--mac", "02:00:00:00:87:02"];
+    let mut app = start_echo(&ns, "hvt", &monitor, &["--ipv4", "off", "--ipv6", &ipv6]);
+    assert!(
+        app.ready_line
+            .contains(&format!("on {ipv6}, fe80::ff:fe00:8702/64 ")),
+        "{}",
+        app.ready_line
+    );
+    check_echo_over_tap(&ns, &mut app, ns.guest6().into());
+    // The host learnt the guest's MAC through neighbour discovery.
+    let neighbours = ns
+        .command("ip")
+        .args(["-6", "neigh", "show", "dev", "tap0"])
+        .output()
+        .unwrap();
+    let neighbours = common::text(&neighbours.stdout);
+    assert!(
+        neighbours.contains(&format!("{} lladdr 02:00:00:00:87:02", ns.guest6())),
+        "{neighbours}"
+    );
+}
+
+#[test]
+fn echo_on_unix_direct_over_an_ipv6_only_link() {
+    let Some(ns) = Netns::create("direct6", 88).map(Netns::ipv6_only) else {
+        return;
+    };
+    let ipv6 = format!("{}/64", ns.guest6());
+    let mut app = start_echo(&ns, "unix", &[], &["--ipv4", "off", "--ipv6", &ipv6]);
+    check_echo_over_tap(&ns, &mut app, ns.guest6().into());
+}
+
+/// With neither `--ipv6` nor an IPv4 address, the stack takes its IPv6 address from the router
+/// advertisements radvd sends on the link (SLAAC): the prefix fd00:N::/64 and the interface
+/// identifier made from its MAC.
+#[test]
+fn echo_on_hvt_takes_its_ipv6_address_from_router_advertisements() {
+    if !fata_testkit::kvm() {
+        return;
+    }
+    if !fata_testkit::program("radvd", "radvd") {
+        return;
+    }
+    let Some(ns) = Netns::create("slaac", 89).map(Netns::ipv6_only) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("radvd.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "interface tap0 {{\n  AdvSendAdvert on;\n  MinRtrAdvInterval 3;\n  \
+             MaxRtrAdvInterval 4;\n  prefix fd00:{:x}::/64 {{ AdvOnLink on; AdvAutonomous on; }};\n}};\n",
+            ns.subnet
+        ),
+    )
+    .unwrap();
+    let mut radvd = ns
+        .command("radvd")
+        .args(["--nodaemon", "--logmethod", "stderr", "--config"])
+        .arg(&config)
+        .arg("--pidfile")
+        .arg(dir.path().join("radvd.pid"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("radvd starts");
+    let monitor = ["--mem", "96M", "--mac", "02:00:00:00:89:02"];
+    let mut app = start_echo(&ns, "hvt", &monitor, &["--ipv4", "off"]);
+    let slaac: Ipv6Addr = format!("fd00:{:x}::ff:fe00:8902", ns.subnet)
+        .parse()
+        .unwrap();
+    assert!(
+        app.ready_line.contains(&format!("on {slaac}/64, ")),
+        "{}",
+        app.ready_line
+    );
+    check_echo_over_tap(&ns, &mut app, slaac.into());
+    let _ = radvd.kill();
+    let _ = radvd.wait();
+}
+
+#[test]
+fn echo_on_unix_host_sockets_over_ipv6() {
+    let Some(ns) = Netns::create("sockets6", 90) else {
+        return;
+    };
+    build("apps/echo", "unix");
+    let mut command = ns.fata();
+    command.args(["run", "--release", "--target", "unix", "apps/echo"]);
+    command.args(["--", "--bind", "::"]);
+    let _app = Running::start(command, "echo: serving");
+    // `::` takes both families, as a Linux socket bound to it does.
+    ns.run(|| {
+        for ip in [
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ] {
+            tcp_round_trip(SocketAddr::from((ip, 7)));
+            udp_round_trips(SocketAddr::from((ip, 7)));
+        }
     });
 }

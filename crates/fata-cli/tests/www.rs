@@ -544,6 +544,64 @@ fn www_on_hvt_serves_the_docs() {
     ns.run(|| assert_eq!(get(addr, "/").status, 200));
 }
 
+/// The website over an IPv6-only link: the crawl and the protocol checks, curl (the real
+/// client, with the address in brackets) and Chromium.
+#[test]
+fn www_on_hvt_serves_the_docs_over_ipv6() {
+    if !fata_testkit::kvm() {
+        return;
+    }
+    let Some(ns) = Netns::create("www6", 91).map(Netns::ipv6_only) else {
+        return;
+    };
+    build("apps/www", "hvt");
+    let ipv6 = format!("{}/64", ns.guest6());
+    let mut command = ns.fata();
+    command
+        .args([
+            "run",
+            "--release",
+            "--target",
+            "hvt",
+            "apps/www",
+            "--mem",
+            "64M",
+        ])
+        .args(["--net", "tap0", "--", "--ipv4", "off", "--ipv6", &ipv6]);
+    let mut app = Running::start(command, "www: serving");
+    assert!(
+        app.ready_line.contains(&format!("on {ipv6}, ")),
+        "{}",
+        app.ready_line
+    );
+    let addr = SocketAddr::from((ns.guest6(), 80));
+    ns.run(|| {
+        crawl(addr);
+        check_protocol(addr);
+    });
+    let url = format!("http://[{}]/docs/networking.html", ns.guest6());
+    let out = ns
+        .command("curl")
+        .args([
+            "--silent",
+            "--show-error",
+            "--fail",
+            "--max-time",
+            "10",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl {url}: {}",
+        common::text(&out.stderr)
+    );
+    assert!(common::text(&out.stdout).contains("Networking</h1>"));
+    check_browser(&ns, &format!("http://[{}]/", ns.guest6()), "www-home-ipv6");
+    assert!(app.is_running(), "the unikernel stopped");
+}
+
 #[test]
 fn www_on_unix_direct_serves_the_docs() {
     let Some(ns) = Netns::create("wwwunix", 67) else {

@@ -7,10 +7,7 @@ use std::time::Duration;
 
 use fata::Instant;
 use fata_http::{File, Limits, Server, Site, Timeouts, serve_connection};
-use fata_net::{
-    Config, Ipv4Addr, Ipv4Cidr, Ipv4Config, Loopback, SocketAddr, Stack, TcpListener, TcpStream,
-    Tuning,
-};
+use fata_net::{Config, Ipv4Addr, Ipv4Cidr, Loopback, SocketAddr, Stack, TcpListener, TcpStream};
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const PORT: u16 = 80;
@@ -51,14 +48,7 @@ fn files() -> Vec<File<'static>> {
 fn run<F: Future<Output = ()> + 'static>(test: impl FnOnce(Stack) -> F + 'static) {
     fata::block_on(async move {
         let (server_end, client_end) = Loopback::pair();
-        let config = |address| Config {
-            ipv4: Ipv4Config::Static {
-                address: Ipv4Cidr::new(address, 24),
-                gateway: None,
-            },
-            tuning: Tuning::default(),
-            bind: Ipv4Addr::LOCALHOST,
-        };
+        let config = |address| Config::ipv4(Ipv4Cidr::new(address, 24), None);
         let server_stack = Stack::new(Box::new(server_end), config(SERVER), 1);
         let client_stack = Stack::new(Box::new(client_end), config(Ipv4Addr::new(10, 0, 0, 2)), 2);
         let listener = TcpListener::bind(&server_stack, PORT).unwrap();

@@ -7,7 +7,7 @@ use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::future::poll_fn;
-use core::net::{Ipv4Addr, SocketAddr};
+use core::net::{IpAddr, SocketAddr};
 use core::task::{Context, Poll, Waker};
 
 use fata::{DeviceError, HostSockets, SocketId};
@@ -30,12 +30,12 @@ struct Inner {
     waiting: RefCell<BTreeMap<SocketId, Vec<Waker>>>,
     /// Sockets reported ready while no task waited for them (see [`HostStack::readable`]).
     fired: RefCell<BTreeSet<SocketId>>,
-    bind: Ipv4Addr,
+    bind: IpAddr,
 }
 
 impl HostStack {
     /// Wraps the platform's sockets; listeners and UDP sockets bind to `bind`.
-    pub(crate) fn new(sockets: Box<dyn HostSockets>, bind: Ipv4Addr) -> HostStack {
+    pub(crate) fn new(sockets: Box<dyn HostSockets>, bind: IpAddr) -> HostStack {
         let inner = Rc::new(Inner {
             sockets: RefCell::new(sockets),
             waiting: RefCell::new(BTreeMap::new()),
@@ -47,7 +47,7 @@ impl HostStack {
     }
 
     /// The address sockets bind to.
-    pub(crate) fn bind_address(&self) -> Ipv4Addr {
+    pub(crate) fn bind_address(&self) -> IpAddr {
         self.inner.bind
     }
 

@@ -1,8 +1,9 @@
 //! TCP/IP for Fata apps: smoltcp over any Fata [`Net`](fata::Net) device, as async sockets.
 //!
 //! This is the network layer between the device traits and the services. A [`Stack`] is either
-//! - **Fata's own**: smoltcp over one network interface (Ethernet, ARP, IPv4, ICMP echo, UDP, TCP,
-//!   DHCPv4) with a task that moves frames in batches, on hvt and on unix with `--net TAP`; or
+//! - **Fata's own**: smoltcp over one network interface (Ethernet, ARP, IPv4, DHCPv4, IPv6 with
+//!   neighbour discovery and SLAAC, ICMP echo on both, UDP, TCP) with a task that moves frames in
+//!   batches, on hvt and on unix with `--net TAP`; or
 //! - **the host's** (unix without `--net`): the kernel's sockets through the platform's
 //!   `HostSockets` device.
 //!
@@ -13,7 +14,7 @@
 //!
 //! ```no_run
 //! # async fn serve(mut env: fata::Env) -> fata::Result<()> {
-//! let stack = fata_net::Stack::from_env(&mut env)?; // --ipv4 10.0.0.2/24, or DHCP
+//! let stack = fata_net::Stack::from_env(&mut env)?; // --ipv4 10.0.0.2/24 --ipv6 fd00::2/64
 //! let listener = fata_net::TcpListener::bind(&stack, 7)?;
 //! loop {
 //!     let (mut stream, _peer) = listener.accept().await?;
@@ -34,6 +35,7 @@
 
 extern crate alloc;
 
+mod addresses;
 mod config;
 mod datagrams;
 mod host;
@@ -43,12 +45,13 @@ mod sockets;
 
 use core::fmt;
 
-pub use config::{Config, Ipv4Config, OPTIONS, Tuning};
-pub use core::net::{Ipv4Addr, SocketAddr};
+pub use addresses::Addresses;
+pub use config::{Config, Ipv4Config, Ipv6Config, OPTIONS, Tuning};
+pub use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 pub use datagrams::Datagrams;
 pub use loopback::Loopback;
 pub use smol::link::LinkStats;
-pub use smoltcp::wire::Ipv4Cidr;
+pub use smoltcp::wire::{Ipv4Cidr, Ipv6Cidr};
 pub use sockets::{Stack, TcpListener, TcpStream, UdpSocket};
 
 /// What a socket call can fail with.

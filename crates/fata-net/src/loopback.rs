@@ -44,15 +44,8 @@ struct Wire {
 ///
 /// ```no_run
 /// # async fn run() {
-/// use fata_net::{Config, Ipv4Cidr, Ipv4Config, Ipv4Addr, Loopback, Stack, Tuning};
-/// let config = |last: u8| Config {
-///     ipv4: Ipv4Config::Static {
-///         address: Ipv4Cidr::new(Ipv4Addr::new(10, 0, 0, last), 24),
-///         gateway: None,
-///     },
-///     tuning: Tuning::default(),
-///     bind: Ipv4Addr::LOCALHOST,
-/// };
+/// use fata_net::{Config, Ipv4Addr, Ipv4Cidr, Loopback, Stack};
+/// let config = |last| Config::ipv4(Ipv4Cidr::new(Ipv4Addr::new(10, 0, 0, last), 24), None);
 /// let (a, b) = Loopback::pair();
 /// let server = Stack::new(Box::new(a), config(1), 1);
 /// let client = Stack::new(Box::new(b), config(2), 2);

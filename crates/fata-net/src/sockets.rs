@@ -1,12 +1,13 @@
 //! The sockets apps use, the same whichever backend carries them.
 
 use alloc::boxed::Box;
-use core::net::{Ipv4Addr, SocketAddr};
+use core::net::{IpAddr, SocketAddr};
 
 use fata::{Env, Error, HostSockets, Net, Random};
-use smoltcp::wire::{IpEndpoint, Ipv4Cidr};
+use smoltcp::wire::IpEndpoint;
 
 use crate::NetError;
+use crate::addresses::Addresses;
 use crate::config::{Config, Tuning};
 use crate::datagrams::Datagrams;
 use crate::host::{HostListener, HostStack, HostStream, HostUdp};
@@ -32,15 +33,16 @@ impl Stack {
         Stack(Backend::Smol(SmolStack::new(net, config, seed)))
     }
 
-    /// The host's stack (unix), binding listeners and UDP sockets to `bind`.
-    pub fn host(sockets: Box<dyn HostSockets>, bind: Ipv4Addr) -> Stack {
+    /// The host's stack (unix), binding listeners and UDP sockets to `bind` (`::` for every
+    /// IPv6 and IPv4 address).
+    pub fn host(sockets: Box<dyn HostSockets>, bind: IpAddr) -> Stack {
         Stack(Backend::Host(HostStack::new(sockets, bind)))
     }
 
     /// The stack the app's environment calls for: Fata's own over the network interface
     /// `service` when there is one (hvt, or `fata run --target unix --net TAP`), configured with
-    /// `--ipv4 ADDR/PREFIX` and `--ipv4-gateway ADDR` (DHCP without `--ipv4`); otherwise the host's
-    /// sockets, bound to `--bind ADDR` (default 127.0.0.1).
+    /// `--ipv4` and `--ipv6` (DHCP and SLAAC without them, see [`OPTIONS`](crate::OPTIONS));
+    /// otherwise the host's sockets, bound to `--bind ADDR` (default 127.0.0.1).
     pub fn from_env(env: &mut Env) -> Result<Stack, Error> {
         Stack::from_env_tuned(env, Tuning::default())
     }
@@ -64,12 +66,21 @@ impl Stack {
         }
     }
 
-    /// Waits until the stack has an IPv4 address (at once unless DHCP is still asking) and
-    /// returns it; for the host's stack, the address sockets bind to.
-    pub async fn wait_configured(&self) -> Ipv4Cidr {
+    /// Waits until peers beyond the link can reach the stack (at once for static addresses;
+    /// once DHCP or SLAAC has given one otherwise) and returns its addresses; for the host's
+    /// stack, the address sockets bind to.
+    pub async fn wait_configured(&self) -> Addresses {
         match &self.0 {
             Backend::Smol(stack) => stack.wait_configured().await,
-            Backend::Host(stack) => Ipv4Cidr::new(stack.bind_address(), 32),
+            Backend::Host(stack) => Addresses::host(stack.bind_address()),
+        }
+    }
+
+    /// The stack's addresses now (for the host's stack, the address sockets bind to).
+    pub fn addresses(&self) -> Addresses {
+        match &self.0 {
+            Backend::Smol(stack) => stack.addresses(),
+            Backend::Host(stack) => Addresses::host(stack.bind_address()),
         }
     }
 
@@ -146,7 +157,7 @@ impl TcpStream {
     pub async fn connect(stack: &Stack, remote: SocketAddr) -> Result<TcpStream, NetError> {
         Ok(TcpStream(match &stack.0 {
             Backend::Smol(s) => {
-                StreamBackend::Smol(SmolStream::connect(s, endpoint(remote)?).await?)
+                StreamBackend::Smol(SmolStream::connect(s, IpEndpoint::from(remote)).await?)
             }
             Backend::Host(s) => StreamBackend::Host(HostStream::connect(s, remote).await?),
         }))
@@ -263,16 +274,8 @@ impl UdpSocket {
     /// Sends one datagram to `to`.
     pub async fn send_to(&self, data: &[u8], to: SocketAddr) -> Result<(), NetError> {
         match &self.0 {
-            UdpBackend::Smol(s) => s.send_to(data, endpoint(to)?).await,
+            UdpBackend::Smol(s) => s.send_to(data, IpEndpoint::from(to)).await,
             UdpBackend::Host(s) => s.send_to(data, to).await,
         }
-    }
-}
-
-/// smoltcp's form of an address; Fata's own stack speaks IPv4 only.
-fn endpoint(addr: SocketAddr) -> Result<IpEndpoint, NetError> {
-    match addr {
-        SocketAddr::V4(v4) => Ok(v4.into()),
-        SocketAddr::V6(_) => Err(NetError::Unaddressable),
     }
 }

@@ -1,5 +1,6 @@
-//! After its device moves to another link, a stack announces its address there with a gratuitous
-//! ARP, once per move, and tries again when the device had no room.
+//! After its device moves to another link, a stack announces its addresses there, once per move
+//! (a gratuitous ARP for IPv4, an unsolicited neighbour advertisement for IPv6), and tries again
+//! when the device had no room.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use common::run;
 use fata::{DeviceError, Net, ReadySet};
-use fata_net::{Config, Ipv4Addr, Ipv4Cidr, Ipv4Config, Stack, Tuning};
+use fata_net::{Config, Ipv4Addr, Ipv4Cidr, Ipv6Addr, Ipv6Cidr, Stack};
 
 const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
 
@@ -110,14 +111,7 @@ fn a_moved_interface_announces_its_address_once_per_move() {
         let wire = Rc::new(Wire::default());
         // Moved before the stack existed: nothing of it is stale, nothing to announce.
         wire.moves.set(3);
-        let config = Config {
-            ipv4: Ipv4Config::Static {
-                address: Ipv4Cidr::new(Ipv4Addr::new(10, 0, 0, 9), 24),
-                gateway: None,
-            },
-            tuning: Tuning::default(),
-            bind: Ipv4Addr::LOCALHOST,
-        };
+        let config = Config::ipv4(Ipv4Cidr::new(Ipv4Addr::new(10, 0, 0, 9), 24), None);
         let stack = Stack::new(Box::new(Recorder(wire.clone())), config, 1);
         settle().await;
         assert_eq!(wire.take_flushed(), Vec::<Vec<u8>>::new(), "a fresh stack");
@@ -136,6 +130,72 @@ fn a_moved_interface_announces_its_address_once_per_move() {
         wire.full.set(false);
         settle().await;
         assert_eq!(wire.take_flushed(), [ANNOUNCEMENT.to_vec()]);
+        drop(stack);
+    });
+}
+
+/// Checks that `frame` is an unsolicited neighbour advertisement of `address` from our MAC, to
+/// all nodes, with the override flag and a correct ICMPv6 checksum.
+fn assert_advertises(frame: &[u8], address: Ipv6Addr) {
+    let all_nodes: Ipv6Addr = "ff02::1".parse().unwrap();
+    assert_eq!(
+        frame.len(),
+        14 + 40 + 32,
+        "Ethernet, IPv6 and the advertisement"
+    );
+    assert_eq!(
+        &frame[..12],
+        [0x33, 0x33, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 0x0a]
+    );
+    assert_eq!(&frame[12..14], [0x86, 0xdd], "IPv6");
+    let (ip, icmp) = frame[14..].split_at(40);
+    assert_eq!(
+        &ip[4..8],
+        [0, 32, 58, 255],
+        "32 bytes of ICMPv6, hop limit 255"
+    );
+    assert_eq!(ip[8..24], address.octets(), "from the address itself");
+    assert_eq!(ip[24..40], all_nodes.octets());
+    assert_eq!(&icmp[..2], [136, 0], "a neighbour advertisement");
+    assert_eq!(
+        icmp[4], 0x20,
+        "override, neither solicited nor from a router"
+    );
+    assert_eq!(icmp[8..24], address.octets(), "its target");
+    assert_eq!(
+        &icmp[24..],
+        [2, 1, 0x02, 0, 0, 0, 0, 0x0a],
+        "our MAC as the target's"
+    );
+    // The checksum covers the pseudo-header (addresses, length, next header) and the message.
+    let mut sum: u32 = ip[8..40]
+        .chunks(2)
+        .chain(icmp.chunks(2))
+        .map(|pair| u32::from(u16::from_be_bytes([pair[0], pair[1]])))
+        .sum();
+    sum += 32 + 58;
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    assert_eq!(sum, 0xffff, "the ICMPv6 checksum");
+}
+
+#[test]
+fn a_moved_ipv6_interface_advertises_each_address() {
+    run(async {
+        let wire = Rc::new(Wire::default());
+        let address: Ipv6Addr = "fd00::9".parse().unwrap();
+        let config = Config::ipv6(Ipv6Cidr::new(address, 64), None);
+        let stack = Stack::new(Box::new(Recorder(wire.clone())), config, 1);
+        settle().await;
+        assert!(wire.take_flushed().is_empty(), "a fresh stack");
+
+        wire.moved();
+        settle().await;
+        let frames = wire.take_flushed();
+        assert_eq!(frames.len(), 2, "the link-local and the static address");
+        assert_advertises(&frames[0], "fe80::ff:fe00:a".parse().unwrap());
+        assert_advertises(&frames[1], address);
         drop(stack);
     });
 }

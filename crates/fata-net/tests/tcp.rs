@@ -2,53 +2,8 @@
 
 mod common;
 
-use common::{CLIENT, SERVER, pattern, run, server, stacks};
-use fata_net::{
-    Config, Ipv4Cidr, Ipv4Config, Loopback, NetError, Stack, TcpListener, TcpStream, Tuning,
-};
-
-/// Reads until the peer closes its side.
-async fn read_to_end(stream: &mut TcpStream) -> Result<Vec<u8>, NetError> {
-    let mut all = Vec::new();
-    let mut buf = [0; 4096];
-    loop {
-        match stream.read(&mut buf).await? {
-            0 => return Ok(all),
-            n => all.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
-/// Fails with the first differing offset rather than a megabyte of bytes.
-fn assert_same(got: &[u8], want: &[u8]) {
-    let first = got.iter().zip(want).position(|(g, w)| g != w);
-    assert!(
-        got.len() == want.len() && first.is_none(),
-        "got {} bytes, want {}; first difference at {first:?}",
-        got.len(),
-        want.len()
-    );
-}
-
-/// Serves an echo on `port`: every connection gets back what it sends, until it closes.
-fn spawn_echo(stack: &Stack, port: u16) {
-    let listener = TcpListener::bind(stack, port).unwrap();
-    fata::spawn(async move {
-        loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            fata::spawn(async move {
-                let mut buf = [0; 2048];
-                while let Ok(n @ 1..) = stream.read(&mut buf).await {
-                    if stream.write_all(&buf[..n]).await.is_err() {
-                        return;
-                    }
-                }
-            })
-            .detach();
-        }
-    })
-    .detach();
-}
+use common::{CLIENT, SERVER, assert_same, pattern, read_to_end, run, server, spawn_echo, stacks};
+use fata_net::{Config, Ipv4Cidr, Loopback, NetError, Stack, TcpListener, TcpStream, Tuning};
 
 #[test]
 fn an_echo_returns_a_megabyte_byte_exact() {
@@ -196,14 +151,7 @@ fn a_connection_the_server_forgot_is_reset() {
 #[test]
 fn one_stack_talks_to_itself_over_a_single_loopback() {
     run(async {
-        let config = Config {
-            ipv4: Ipv4Config::Static {
-                address: Ipv4Cidr::new(SERVER, 24),
-                gateway: None,
-            },
-            tuning: Tuning::default(),
-            bind: SERVER,
-        };
+        let config = Config::ipv4(Ipv4Cidr::new(SERVER, 24), None);
         let stack = Stack::new(Box::new(Loopback::new()), config, 7);
         spawn_echo(&stack, 7);
         let mut stream = TcpStream::connect(&stack, server(7)).await.unwrap();

@@ -59,10 +59,11 @@ pub fn ask(server: SocketAddr, message: &[u8], tcp: bool) -> Option<Vec<u8>> {
         stream.read_exact(&mut response).ok()?;
         Some(response)
     } else {
-        let local = if server.ip().is_loopback() {
-            "127.0.0.1:0"
-        } else {
-            "0.0.0.0:0"
+        let local = match (server.ip().is_loopback(), server.is_ipv6()) {
+            (true, false) => "127.0.0.1:0",
+            (false, false) => "0.0.0.0:0",
+            (true, true) => "[::1]:0",
+            (false, true) => "[::]:0",
         };
         let socket = UdpSocket::bind(local).ok()?;
         socket

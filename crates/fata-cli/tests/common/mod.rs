@@ -142,9 +142,43 @@ impl Netns {
         self
     }
 
+    /// Makes the namespace's link IPv6-only: tap0 loses 10.N.0.1 and gets fd00:N::1/64 (N in
+    /// hexadecimal, at once usable: no duplicate address detection). The app inside uses
+    /// fd00:N::2.
+    pub fn ipv6_only(self) -> Netns {
+        let host = format!("10.{}.0.1/24", self.subnet);
+        let host6 = format!("{}/64", self.host6());
+        let steps: [&[&str]; 3] = [
+            &["ip", "addr", "del", &host, "dev", "tap0"],
+            &["ip", "-6", "addr", "add", &host6, "dev", "tap0", "nodad"],
+            // radvd, where a test runs it, advertises only on a router's links.
+            &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"],
+        ];
+        for step in steps {
+            let out = self.command(step[0]).args(&step[1..]).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                step.join(" "),
+                text(&out.stderr)
+            );
+        }
+        self
+    }
+
     /// The app's address inside the namespace.
     pub fn guest(&self) -> std::net::Ipv4Addr {
         std::net::Ipv4Addr::new(10, self.subnet, 0, 2)
+    }
+
+    /// The app's address inside a namespace made [`Netns::ipv6_only`].
+    pub fn guest6(&self) -> std::net::Ipv6Addr {
+        std::net::Ipv6Addr::new(0xfd00, u16::from(self.subnet), 0, 0, 0, 0, 0, 2)
+    }
+
+    /// The host's side of tap0 in a namespace made [`Netns::ipv6_only`].
+    pub fn host6(&self) -> std::net::Ipv6Addr {
+        std::net::Ipv6Addr::new(0xfd00, u16::from(self.subnet), 0, 0, 0, 0, 0, 1)
     }
 
     /// `ip netns exec NAME PROGRAM`.

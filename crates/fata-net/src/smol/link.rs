@@ -6,11 +6,13 @@ use alloc::vec::Vec;
 use core::task::Waker;
 
 use fata::{DeviceError, Net};
+use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, ETHERNET_HEADER_LEN, EthernetAddress, EthernetFrame,
-    EthernetProtocol, EthernetRepr, Ipv4Address,
+    EthernetProtocol, EthernetRepr, Icmpv6Packet, Icmpv6Repr, IpAddress, IpProtocol, Ipv6Address,
+    Ipv6Packet, Ipv6Repr, NdiscNeighborFlags, NdiscRepr, RawHardwareAddress,
 };
 
 /// Frames pulled from the device per receive call.
@@ -70,38 +72,101 @@ impl Link {
         let _ = self.net.flush();
     }
 
-    /// Queues a gratuitous ARP for each of `addresses`: an ARP request to the Ethernet broadcast
-    /// address whose sender and target IPv4 address are both the interface's own (RFC 5227's
-    /// announcement), so that switches and the peers' ARP caches learn that the address is
-    /// behind this MAC on this link. `false` when the device had no room for every frame: the
-    /// caller tries again later (an announcement sent twice does no harm).
-    pub(crate) fn announce(&mut self, addresses: impl Iterator<Item = Ipv4Address>) -> bool {
+    /// Queues an announcement of each of `addresses`, so that switches and the peers'
+    /// neighbour caches learn that the address is behind this MAC on this link: for IPv4 a
+    /// gratuitous ARP, an ARP request to the Ethernet broadcast address whose sender and target
+    /// address are both the interface's own (RFC 5227's announcement); for IPv6 an unsolicited
+    /// neighbour advertisement with the override flag to all nodes (RFC 4861, 7.2.6). `false`
+    /// when the device had no room for every frame: the caller tries again later (an
+    /// announcement sent twice does no harm).
+    pub(crate) fn announce(&mut self, addresses: impl Iterator<Item = IpAddress>) -> bool {
         let mac = EthernetAddress(self.net.mac());
         for address in addresses {
-            let ethernet = EthernetRepr {
-                src_addr: mac,
-                dst_addr: EthernetAddress::BROADCAST,
-                ethertype: EthernetProtocol::Arp,
+            let sent = match address {
+                IpAddress::Ipv4(address) => {
+                    let arp = ArpRepr::EthernetIpv4 {
+                        operation: ArpOperation::Request,
+                        source_hardware_addr: mac,
+                        source_protocol_addr: address,
+                        // Ignored in an announcement; RFC 5227 asks for zeros.
+                        target_hardware_addr: EthernetAddress([0; 6]),
+                        target_protocol_addr: address,
+                    };
+                    self.send_ethernet(
+                        EthernetAddress::BROADCAST,
+                        EthernetProtocol::Arp,
+                        arp.buffer_len(),
+                        |payload| arp.emit(&mut ArpPacket::new_unchecked(payload)),
+                    )
+                }
+                IpAddress::Ipv6(address) => {
+                    let all_nodes = Ipv6Address::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+                    let advert = Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert {
+                        flags: NdiscNeighborFlags::OVERRIDE,
+                        target_addr: address,
+                        lladdr: Some(RawHardwareAddress::from(mac)),
+                    });
+                    let ip = Ipv6Repr {
+                        src_addr: address,
+                        dst_addr: all_nodes,
+                        next_header: IpProtocol::Icmpv6,
+                        payload_len: advert.buffer_len(),
+                        // Neighbour discovery messages must arrive with the largest hop limit.
+                        hop_limit: 255,
+                    };
+                    // 33:33 followed by the low 32 bits of the multicast group (RFC 2464).
+                    let all_nodes_mac = EthernetAddress([0x33, 0x33, 0, 0, 0, 1]);
+                    let len = ip.buffer_len() + advert.buffer_len();
+                    self.send_ethernet(all_nodes_mac, EthernetProtocol::Ipv6, len, |payload| {
+                        let mut packet = Ipv6Packet::new_unchecked(payload);
+                        ip.emit(&mut packet);
+                        advert.emit(
+                            &address,
+                            &all_nodes,
+                            &mut Icmpv6Packet::new_unchecked(packet.payload_mut()),
+                            &ChecksumCapabilities::default(),
+                        );
+                    })
+                }
             };
-            let arp = ArpRepr::EthernetIpv4 {
-                operation: ArpOperation::Request,
-                source_hardware_addr: mac,
-                source_protocol_addr: address,
-                // Ignored in an announcement; RFC 5227 asks for zeros.
-                target_hardware_addr: EthernetAddress([0; 6]),
-                target_protocol_addr: address,
-            };
-            let len = ETHERNET_HEADER_LEN + arp.buffer_len();
-            let mut fill = |buf: &mut [u8]| {
-                let mut frame = EthernetFrame::new_unchecked(buf);
-                ethernet.emit(&mut frame);
-                arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
-            };
-            if !self.net.can_transmit() || self.net.transmit(len, &mut fill).is_err() {
+            if !sent {
                 return false;
             }
-            self.stats.tx_frames += 1;
         }
+        true
+    }
+
+    /// Queues one Ethernet frame from this interface's MAC to `dst`, whose payload of `len`
+    /// bytes `fill` writes; `false` when the device had no room.
+    fn send_ethernet(
+        &mut self,
+        dst: EthernetAddress,
+        ethertype: EthernetProtocol,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> bool {
+        let ethernet = EthernetRepr {
+            src_addr: EthernetAddress(self.net.mac()),
+            dst_addr: dst,
+            ethertype,
+        };
+        let mut fill = Some(fill);
+        let mut write = |buf: &mut [u8]| {
+            let mut frame = EthernetFrame::new_unchecked(buf);
+            ethernet.emit(&mut frame);
+            if let Some(fill) = fill.take() {
+                fill(frame.payload_mut());
+            }
+        };
+        if !self.net.can_transmit()
+            || self
+                .net
+                .transmit(ETHERNET_HEADER_LEN + len, &mut write)
+                .is_err()
+        {
+            return false;
+        }
+        self.stats.tx_frames += 1;
         true
     }
 

@@ -12,9 +12,13 @@ use core::time::Duration;
 use fata::Net;
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{dhcpv4, tcp as tcp_socket};
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+use smoltcp::wire::{
+    EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv4Cidr, Ipv6Address,
+    Ipv6Cidr,
+};
 
-use crate::config::{Config, Ipv4Config, Tuning};
+use crate::addresses::Addresses;
+use crate::config::{Config, Ipv4Config, Ipv6Config, Tuning};
 use link::{Link, LinkStats};
 
 pub(crate) mod link;
@@ -34,8 +38,9 @@ const ANNOUNCE_RETRY: Duration = Duration::from_millis(10);
 /// interface when frames arrive, when a socket has something to send and when a TCP timer is due,
 /// and flushes the frames each poll produced as one batch. When the device says it moved to
 /// another link ([`Net::moves`]), the next poll renews the interface (the neighbours it knew may
-/// have other MACs there, such as the host's side of another tap) and first sends a gratuitous
-/// ARP for each of the interface's IPv4 addresses, so that the new link learns where they are.
+/// have other MACs there, such as the host's side of another tap) and first announces its
+/// addresses (a gratuitous ARP for IPv4, an unsolicited neighbour advertisement for each IPv6
+/// address), so that the new link learns where they are.
 #[derive(Clone)]
 pub struct SmolStack {
     pub(crate) inner: Rc<Inner>,
@@ -63,6 +68,10 @@ pub(crate) struct State {
     announcing: bool,
     /// The seed the stack was given, from which each renewed interface takes its own.
     seed: u64,
+    /// Whether the interface takes IPv6 addresses from router advertisements.
+    slaac: bool,
+    /// Neither IPv4 nor IPv6 is on: the stack counts as configured at once.
+    nothing_to_wait_for: bool,
 }
 
 /// smoltcp's clock, read from Fata's.
@@ -75,7 +84,8 @@ impl SmolStack {
     /// ephemeral ports.
     pub fn new(net: Box<dyn Net>, config: Config, seed: u64) -> SmolStack {
         let mut link = Link::new(net);
-        let mut iface = interface(&mut link, seed);
+        let slaac = config.ipv6 == Ipv6Config::Slaac;
+        let mut iface = interface(&mut link, seed, slaac);
         let mut sockets = SocketSet::new(vec![]);
         let dhcp = match config.ipv4 {
             Ipv4Config::Static { address, gateway } => {
@@ -83,7 +93,16 @@ impl SmolStack {
                 None
             }
             Ipv4Config::Dhcp => Some(sockets.add(dhcpv4::Socket::new())),
+            Ipv4Config::Off => None,
         };
+        match config.ipv6 {
+            Ipv6Config::Static { address, gateway } => {
+                add_link_local(&mut iface);
+                add_ipv6(&mut iface, address, gateway);
+            }
+            Ipv6Config::Slaac => add_link_local(&mut iface),
+            Ipv6Config::Off => {}
+        }
         // A stack starts on the link its device is on now: it has nothing to announce until the
         // device moves again, which keeps a fresh boot as quiet as ever (the first ARP reply or
         // DHCP exchange tells the peers where it is).
@@ -99,6 +118,8 @@ impl SmolStack {
             moves,
             announcing: false,
             seed,
+            slaac,
+            nothing_to_wait_for: config.ipv4 == Ipv4Config::Off && config.ipv6 == Ipv6Config::Off,
         };
         let inner = Rc::new(Inner {
             state: RefCell::new(state),
@@ -110,24 +131,21 @@ impl SmolStack {
         SmolStack { inner }
     }
 
-    /// The interface's IPv4 address, once it has one.
-    pub fn ipv4_address(&self) -> Option<Ipv4Cidr> {
-        self.inner
-            .state
-            .borrow()
-            .iface
-            .ip_addrs()
-            .iter()
-            .map(|IpCidr::Ipv4(v4)| *v4)
-            .next()
+    /// The interface's addresses now.
+    pub fn addresses(&self) -> Addresses {
+        Addresses::of(self.inner.state.borrow().iface.ip_addrs())
     }
 
-    /// Waits until the interface has an IPv4 address (at once for a static one; after DHCP
-    /// otherwise) and returns it.
-    pub async fn wait_configured(&self) -> Ipv4Cidr {
-        poll_fn(|cx| match self.ipv4_address() {
-            Some(address) => Poll::Ready(address),
-            None => {
+    /// Waits until the interface can be reached from beyond its link (an IPv4 address, static
+    /// or from DHCP, or an IPv6 address that is not link-local, static or from SLAAC) and
+    /// returns its addresses.
+    pub async fn wait_configured(&self) -> Addresses {
+        poll_fn(|cx| {
+            let state = self.inner.state.borrow();
+            let addresses = Addresses::of(state.iface.ip_addrs());
+            if addresses.routable() || state.nothing_to_wait_for {
+                Poll::Ready(addresses)
+            } else {
                 self.inner.configured.borrow_mut().push(cx.waker().clone());
                 Poll::Pending
             }
@@ -172,35 +190,48 @@ impl SmolStack {
     }
 }
 
-/// A fresh smoltcp interface over `link`, with no address yet.
-fn interface(link: &mut Link, seed: u64) -> Interface {
+/// A fresh smoltcp interface over `link`, with no address yet; with `slaac`, it solicits router
+/// advertisements and takes its IPv6 addresses and default route from them.
+fn interface(link: &mut Link, seed: u64, slaac: bool) -> Interface {
     let mac = EthernetAddress(link.net().mac());
     let mut config = smoltcp::iface::Config::new(HardwareAddress::Ethernet(mac));
     config.random_seed = seed;
+    config.slaac = slaac;
     Interface::new(config, link, now())
 }
 
-/// A fresh interface with `old`'s address and default route, for a device that moved to another
-/// link. smoltcp cannot empty a neighbour cache's discovery rate limit: an interface that had
-/// asked for a neighbour within the last second would stay silent that long on the new link, so
-/// it starts afresh, as an interface brought up there would. Sockets live in the socket set, not
-/// in the interface, so connections carry on.
-fn renewed(old: &Interface, link: &mut Link, seed: u64) -> Interface {
-    let mut iface = interface(link, seed);
-    let address = old.ip_addrs().iter().map(|IpCidr::Ipv4(v4)| *v4).next();
-    let gateway = old.routes().get_default_ipv4_route().map(|route| {
-        let IpAddress::Ipv4(router) = route.via_router;
-        router
+/// A fresh interface with `old`'s addresses and default routes, for a device that moved to
+/// another link. smoltcp cannot empty a neighbour cache's discovery rate limit: an interface that
+/// had asked for a neighbour within the last second would stay silent that long on the new link,
+/// so it starts afresh, as an interface brought up there would. Sockets live in the socket set,
+/// not in the interface, so connections carry on.
+fn renewed(old: &Interface, link: &mut Link, seed: u64, slaac: bool) -> Interface {
+    let mut iface = interface(link, seed, slaac);
+    iface.update_ip_addrs(|addrs| {
+        // The new list has the same capacity as the old one.
+        addrs.extend(old.ip_addrs().iter().copied());
     });
-    set_ipv4(&mut iface, address, gateway);
+    let routes = old.routes();
+    if let Some(route) = routes.get_default_ipv4_route()
+        && let IpAddress::Ipv4(router) = route.via_router
+    {
+        let _ = iface.routes_mut().add_default_ipv4_route(router);
+    }
+    if let Some(route) = routes.get_default_ipv6_route()
+        && let IpAddress::Ipv6(router) = route.via_router
+    {
+        let _ = iface.routes_mut().add_default_ipv6_route(router);
+    }
     iface
 }
 
+/// Replaces the interface's IPv4 address and default route (DHCP's lease, or none).
 fn set_ipv4(iface: &mut Interface, address: Option<Ipv4Cidr>, gateway: Option<Ipv4Address>) {
     iface.update_ip_addrs(|addrs| {
-        addrs.clear();
+        addrs.retain(|cidr| !matches!(cidr, IpCidr::Ipv4(_)));
         if let Some(address) = address {
-            // Two addresses fit (iface-max-addr-count-2) and the list was just cleared.
+            // One IPv4 address, a link-local, a static and a SLAAC IPv6 address fit
+            // (iface-max-addr-count-4).
             let _ = addrs.push(IpCidr::Ipv4(address));
         }
     });
@@ -208,6 +239,27 @@ fn set_ipv4(iface: &mut Interface, address: Option<Ipv4Cidr>, gateway: Option<Ip
     if let Some(gateway) = gateway {
         // The route table has room for the one default route just removed.
         let _ = iface.routes_mut().add_default_ipv4_route(gateway);
+    }
+}
+
+/// Gives the interface its IPv6 link-local address: fe80::/64 with the modified EUI-64
+/// interface identifier of its MAC (RFC 4291, appendix A), as Linux does by default.
+fn add_link_local(iface: &mut Interface) {
+    let link_local = Ipv6Cidr::new(Ipv6Address::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 64);
+    if let Some(address) = Ipv6Cidr::from_link_prefix(&link_local, iface.hardware_addr()) {
+        iface.update_ip_addrs(|addrs| {
+            let _ = addrs.push(IpCidr::Ipv6(address));
+        });
+    }
+}
+
+/// Adds a static IPv6 address and default route.
+fn add_ipv6(iface: &mut Interface, address: Ipv6Cidr, gateway: Option<Ipv6Address>) {
+    iface.update_ip_addrs(|addrs| {
+        let _ = addrs.push(IpCidr::Ipv6(address));
+    });
+    if let Some(gateway) = gateway {
+        let _ = iface.routes_mut().add_default_ipv6_route(gateway);
     }
 }
 
@@ -226,6 +278,7 @@ impl Inner {
             moves,
             announcing,
             seed,
+            slaac,
             ..
         } = &mut *state;
         let now = now();
@@ -235,23 +288,28 @@ impl Inner {
             *announcing = true;
             // Each renewed interface draws other TCP sequence numbers than the one before.
             let seed = seed.wrapping_add(u64::from(moved).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            *iface = renewed(iface, link, seed);
+            *iface = renewed(iface, link, seed, *slaac);
         }
         if *announcing {
-            let addresses = iface.ip_addrs().iter().map(|IpCidr::Ipv4(v4)| v4.address());
+            let addresses = iface.ip_addrs().iter().map(|cidr| cidr.address());
             *announcing = !link.announce(addresses);
         }
         iface.poll(now, link, sockets);
         link.flush();
+        // SLAAC adds its addresses during a poll; DHCP's lease is handled below.
+        let mut configured = crate::addresses::routable(iface.ip_addrs());
         if let Some(handle) = *dhcp {
             match sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
                 Some(dhcpv4::Event::Configured(lease)) => {
                     set_ipv4(iface, Some(lease.address), lease.router);
-                    self.configured.borrow_mut().drain(..).for_each(Waker::wake);
+                    configured = true;
                 }
                 Some(dhcpv4::Event::Deconfigured) => set_ipv4(iface, None, None),
                 None => {}
             }
+        }
+        if configured {
+            self.configured.borrow_mut().drain(..).for_each(Waker::wake);
         }
         let right_now = fata::Instant::now();
         closing.retain(|&(handle, deadline)| {

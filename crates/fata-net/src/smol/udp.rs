@@ -11,7 +11,6 @@ use smoltcp::wire::IpEndpoint;
 use super::SmolStack;
 use crate::NetError;
 use crate::datagrams::Datagrams;
-use core::net::SocketAddr;
 
 /// A UDP socket bound to a local port.
 pub struct SmolUdp {
@@ -120,9 +119,6 @@ impl SmolUdp {
         poll_fn(|cx| {
             self.with(|socket| {
                 while let Some((data, to)) = pending {
-                    let SocketAddr::V4(to) = to else {
-                        return Poll::Ready(Err(NetError::Unaddressable));
-                    };
                     match socket.send_slice(data, IpEndpoint::from(to)) {
                         Ok(()) => pending = items.next(),
                         Err(udp::SendError::BufferFull) => {

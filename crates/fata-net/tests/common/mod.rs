@@ -4,7 +4,10 @@
 use std::future::Future;
 use std::time::Duration;
 
-use fata_net::{Config, Ipv4Addr, Ipv4Cidr, Ipv4Config, Loopback, SocketAddr, Stack, Tuning};
+use fata_net::{
+    Config, Ipv4Addr, Ipv4Cidr, Loopback, NetError, SocketAddr, Stack, TcpListener, TcpStream,
+    Tuning,
+};
 
 /// The server's address; the client is 10.0.0.2.
 pub const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -26,12 +29,8 @@ pub fn run(test: impl Future<Output = ()> + 'static) {
 pub fn stacks(tuning: Tuning) -> (Stack, Stack) {
     let (server_end, client_end) = Loopback::pair();
     let config = |address| Config {
-        ipv4: Ipv4Config::Static {
-            address: Ipv4Cidr::new(address, 24),
-            gateway: None,
-        },
         tuning,
-        bind: Ipv4Addr::LOCALHOST,
+        ..Config::ipv4(Ipv4Cidr::new(address, 24), None)
     };
     (
         Stack::new(Box::new(server_end), config(SERVER), 1),
@@ -56,4 +55,47 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
             state as u8
         })
         .collect()
+}
+
+/// Reads until the peer closes its side.
+pub async fn read_to_end(stream: &mut TcpStream) -> Result<Vec<u8>, NetError> {
+    let mut all = Vec::new();
+    let mut buf = [0; 4096];
+    loop {
+        match stream.read(&mut buf).await? {
+            0 => return Ok(all),
+            n => all.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Fails with the first differing offset rather than a megabyte of bytes.
+pub fn assert_same(got: &[u8], want: &[u8]) {
+    let first = got.iter().zip(want).position(|(g, w)| g != w);
+    assert!(
+        got.len() == want.len() && first.is_none(),
+        "got {} bytes, want {}; first difference at {first:?}",
+        got.len(),
+        want.len()
+    );
+}
+
+/// Serves an echo on `port`: every connection gets back what it sends, until it closes.
+pub fn spawn_echo(stack: &Stack, port: u16) {
+    let listener = TcpListener::bind(stack, port).unwrap();
+    fata::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            fata::spawn(async move {
+                let mut buf = [0; 2048];
+                while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                    if stream.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            })
+            .detach();
+        }
+    })
+    .detach();
 }
