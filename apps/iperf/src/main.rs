@@ -19,7 +19,7 @@ use alloc::vec::Vec;
 use core::cell::Cell;
 
 use fata::{Env, Instant, Opt, Result, println};
-use fata_net::{NetError, Stack, TcpListener, TcpStream};
+use fata_net::{NetError, Stack, TcpListener, TcpStream, Tuning};
 
 /// Length of the session cookie every iperf3 connection starts with.
 const COOKIE_LEN: usize = 37;
@@ -44,7 +44,14 @@ const OPTIONS: &[Opt] = &[Opt::value("--port", "N", "the TCP port (default 5201)
 #[fata::main(options = [OPTIONS, fata_net::OPTIONS])]
 async fn main(mut env: Env) -> Result<()> {
     let port: u16 = env.arg("--port")?.unwrap_or(5201);
-    let stack = Stack::from_env(&mut env)?;
+    // A receiver of bulk data: a window of 1 MiB keeps several 64 KiB segments in flight, and a
+    // test opens few connections.
+    let tuning = Tuning {
+        tcp_rx_buffer: 1024 * 1024,
+        tcp_backlog: 8,
+        ..Tuning::default()
+    };
+    let stack = Stack::from_env_tuned(&mut env, tuning)?;
     let address = stack.wait_configured().await;
     let listener = TcpListener::bind(&stack, port)?;
     println!("iperf: listening on {address} port {port}");

@@ -102,8 +102,10 @@ pub struct DeviceInfo {
     pub tx_slots: u32,
     /// The device's doorbell: [`doorbell_address`](crate::doorbell_address)`(handle)`.
     pub doorbell: GuestAddr,
-    /// Reserved; zero.
-    pub reserved: u64,
+    /// What the host offloads for a network device (`NET_OFFLOAD_CSUM`, `_TSO4`, `_TSO6`): which
+    /// checksum and segmentation requests a packet's virtio-net header may carry either way;
+    /// zero for other devices.
+    pub offloads: u64,
 }
 
 impl DeviceInfo {
@@ -119,7 +121,7 @@ impl DeviceInfo {
         rx_slots: 0,
         tx_slots: 0,
         doorbell: GuestAddr(0),
-        reserved: 0,
+        offloads: 0,
     };
 }
 

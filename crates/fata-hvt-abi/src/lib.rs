@@ -76,8 +76,11 @@ use core::fmt;
 /// ([`DeviceKind::Kv`]); 4 moved network rings to exit-driven service (the monitor moves frames on
 /// `Yield` and doorbell exits; the rings' `waiting` flag became reserved); 5 added block devices
 /// ([`DeviceKind::Block`]); 6 gave the receive ring's header a `moves` count
-/// ([`NetRingHeader::moves`]), so a guest restored or migrated onto another link announces itself.
-pub const ABI_VERSION: u32 = 6;
+/// ([`NetRingHeader::moves`]), so a guest restored or migrated onto another link announces itself;
+/// 7 put a virtio-net header before every frame, let packets of up to 64 KiB span slots
+/// ([`NET_SLOT_WRAP`], [`net_packet_slots`]) and named the host's offloads
+/// ([`DeviceInfo::offloads`]), so TCP moves in large segments the host cuts up.
+pub const ABI_VERSION: u32 = 7;
 
 /// A guest-physical address, as it appears in the ABI's structs (Solo5 marks the same fields with
 /// `HVT_GUEST_PTR`). Guest memory is identity-mapped, so it is also the guest's virtual address.
@@ -117,7 +120,7 @@ mod tests {
         assert_eq!(offset_of!(DeviceInfo, rx_slots), 48);
         assert_eq!(offset_of!(DeviceInfo, tx_slots), 52);
         assert_eq!(offset_of!(DeviceInfo, doorbell), 56);
-        assert_eq!(offset_of!(DeviceInfo, reserved), 64);
+        assert_eq!(offset_of!(DeviceInfo, offloads), 64);
         assert_eq!(offset_of!(BootInfo, abi_version), 0);
         assert_eq!(offset_of!(BootInfo, mem_size), 8);
         assert_eq!(offset_of!(BootInfo, tsc_khz), 32);
@@ -165,8 +168,12 @@ mod tests {
 
     #[test]
     fn net_ring_layout_is_pinned() {
-        assert_eq!(NET_FRAME_MAX, 2040);
+        assert_eq!(NET_PACKET_MAX, 12 + 65554);
         assert!(NET_FRAME_MAX >= NET_MTU as u64 + 18);
+        assert_eq!(NET_PACKET_SLOTS_MAX, 33);
+        assert_eq!(net_packet_slots(NET_PACKET_MIN), 1);
+        assert_eq!(net_packet_slots(2040), 1);
+        assert_eq!(net_packet_slots(2041), 2);
         assert!(NET_TX_HEADER >= NET_RX_HEADER + size_of::<NetRingHeader>() as u64);
         assert!(NET_SLOTS >= NET_TX_HEADER + size_of::<NetRingHeader>() as u64);
         assert_eq!(net_ring_len(256, 128), 4096 + 384 * 2048);

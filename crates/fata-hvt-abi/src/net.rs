@@ -28,15 +28,59 @@ const _: () = assert!(
     "the doorbell window lies just below the hypercall window"
 );
 
-/// Size of one network ring slot: an 8-byte [`NetSlotHeader`] and then the frame.
+/// Size of one network ring slot: an 8-byte [`NetSlotHeader`] and then the packet, which may run
+/// on over the following slots (see [`NetSlotHeader`]).
 pub const NET_SLOT_SIZE: u64 = 2048;
 
-/// The longest frame a slot holds: [`NET_SLOT_SIZE`] minus the slot header. Frames are Ethernet
-/// frames without preamble or FCS; the monitor drops longer frames from the tap.
-pub const NET_FRAME_MAX: u64 = NET_SLOT_SIZE - size_of::<NetSlotHeader>() as u64;
+/// Bytes of the virtio-net header (`struct virtio_net_hdr_v1`: flags, GSO type, header length,
+/// GSO size, checksum start and offset, buffer count; little-endian) at the start of every packet
+/// in either ring. It is what the host's tap device speaks (`IFF_VNET_HDR`), so a packet goes to
+/// and from the tap in one `write` or `read`: it says which checksums are left to fill
+/// (`VIRTIO_NET_HDR_F_NEEDS_CSUM`) or were checked already (`VIRTIO_NET_HDR_F_DATA_VALID`), and
+/// whether the frame is one large TCP segment that the host cuts into `gso_size` pieces
+/// (`VIRTIO_NET_HDR_GSO_TCPV4`, `_TCPV6`). A guest may set them only as far as
+/// [`DeviceInfo::offloads`](crate::DeviceInfo::offloads) allows; all zero is a plain frame.
+pub const NET_VNET_HDR_LEN: u64 = 12;
 
-/// The shortest frame the guest may transmit: an Ethernet header.
+/// The longest Ethernet frame (without preamble or FCS) in a packet: a 64 KiB IP packet, the
+/// largest a segmentation offload carries, with an Ethernet header and a VLAN tag.
+pub const NET_FRAME_MAX: u64 = 65536 + 18;
+
+/// The shortest Ethernet frame in a packet: an Ethernet header.
 pub const NET_FRAME_MIN: u64 = 14;
+
+/// The longest packet (virtio-net header and frame) in a ring; the monitor drops longer frames
+/// from the tap.
+pub const NET_PACKET_MAX: u64 = NET_VNET_HDR_LEN + NET_FRAME_MAX;
+
+/// The shortest packet the guest may transmit.
+pub const NET_PACKET_MIN: u64 = NET_VNET_HDR_LEN + NET_FRAME_MIN;
+
+/// How many consecutive slots a packet of `len` bytes takes, its slot header included.
+pub const fn net_packet_slots(len: u64) -> u32 {
+    (size_of::<NetSlotHeader>() as u64 + len).div_ceil(NET_SLOT_SIZE) as u32
+}
+
+/// Slots the longest packet takes (33).
+pub const NET_PACKET_SLOTS_MAX: u32 = net_packet_slots(NET_PACKET_MAX);
+
+/// The fewest slots a ring may have: room for two of the longest packets, one of which may have
+/// to skip the ring's tail.
+pub const NET_SLOTS_MIN: u32 = 128;
+
+const _: () = assert!(NET_SLOTS_MIN >= 2 * NET_PACKET_SLOTS_MAX);
+
+/// [`NetSlotHeader::flags`]: the slot holds no packet; the ring's next packet is in its first
+/// slot. A producer writes it when the next packet would not fit before the ring's end.
+pub const NET_SLOT_WRAP: u32 = 1;
+
+/// [`DeviceInfo::offloads`](crate::DeviceInfo::offloads): the host fills and checks TCP and UDP
+/// checksums (`TUN_F_CSUM`): packets either way may carry `VIRTIO_NET_HDR_F_NEEDS_CSUM`.
+pub const NET_OFFLOAD_CSUM: u64 = 1;
+/// The host segments large TCP/IPv4 packets (`TUN_F_TSO4`) and may deliver them.
+pub const NET_OFFLOAD_TSO4: u64 = 2;
+/// The host segments large TCP/IPv6 packets (`TUN_F_TSO6`) and may deliver them.
+pub const NET_OFFLOAD_TSO6: u64 = 4;
 
 /// The most slots a ring may have; slot counts are powers of two from 1 to this.
 pub const NET_SLOTS_MAX: u32 = 1 << 15;
@@ -67,16 +111,19 @@ pub const fn net_tx_slot(rx_slots: u32, tx_slots: u32, index: u32) -> u64 {
     NET_SLOTS + (rx_slots as u64 + (index & (tx_slots - 1)) as u64) * NET_SLOT_SIZE
 }
 
-/// The MTU (Ethernet payload bytes) the monitor reports for its tap devices.
+/// The MTU (Ethernet payload bytes) the monitor reports for its tap devices: the largest frame a
+/// guest sends without segmentation offload.
 pub const NET_MTU: u16 = 1500;
 
 /// The header of one network ring (receive or transmit), at [`NET_RX_HEADER`] or [`NET_TX_HEADER`]
 /// in a device's ring memory. Each field sits on its own 64-byte cache line.
 ///
 /// Both indices count slots since boot and wrap at 2^32; slot `i` is at index `i % slots`. The
-/// ring holds `produced - consumed` (wrapping) frames, never more than its slot count. The producer
-/// fills slot `produced`, then publishes it by storing `produced + 1` (release); the consumer reads
-/// slots up to `produced` (acquire), then frees them by storing `consumed`.
+/// ring holds `produced - consumed` (wrapping) slots' worth of packets, never more than its slot
+/// count. The producer fills the slots from `produced` on (a packet takes
+/// [`net_packet_slots`]`(len)` of them), then publishes them by storing `produced` past them
+/// (release); the consumer reads slots up to `produced` (acquire), then frees them by storing
+/// `consumed`.
 ///
 /// The guest produces on the transmit ring and consumes on the receive ring; the monitor does the
 /// opposite, on the guest's exits: at every [`Hypercall::Yield`](crate::Hypercall::Yield) it sends
@@ -105,14 +152,20 @@ pub struct NetRingHeader {
     pub pad2: [u32; 15],
 }
 
-/// The first 8 bytes of a ring slot; the frame follows.
+/// The first 8 bytes of the first slot of a packet; the packet (a [`NET_VNET_HDR_LEN`]-byte
+/// virtio-net header, then the Ethernet frame) follows, contiguous in memory: a packet longer
+/// than a slot runs on over the next slots (whose headers it overwrites) and takes
+/// [`net_packet_slots`]`(len)` of them. A packet never runs past the ring's last slot: when it
+/// would, the producer first marks the slot at `produced` [`NET_SLOT_WRAP`] and publishes the
+/// slots up to the ring's end with it, and the packet starts at the ring's first slot.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct NetSlotHeader {
-    /// Bytes of the frame: [`NET_FRAME_MIN`] to [`NET_FRAME_MAX`] on the transmit ring (anything
-    /// else ends the guest), at most [`NET_FRAME_MAX`] on the receive ring.
+    /// Bytes of the packet: [`NET_PACKET_MIN`] to [`NET_PACKET_MAX`] on the transmit ring
+    /// (anything else ends the guest), at most [`NET_PACKET_MAX`] on the receive ring; zero in a
+    /// [`NET_SLOT_WRAP`] slot.
     pub len: u32,
-    /// Reserved; zero.
+    /// [`NET_SLOT_WRAP`], or zero.
     pub flags: u32,
 }
 

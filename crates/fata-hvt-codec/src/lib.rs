@@ -161,7 +161,7 @@ codec!(DeviceInfo {
     rx_slots: u32,
     tx_slots: u32,
     doorbell: GuestAddr,
-    reserved: u64,
+    offloads: u64,
 });
 codec!(BootInfo {
     abi_version: u32,

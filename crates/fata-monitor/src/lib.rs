@@ -528,13 +528,16 @@ fn print_stats(devices: (&Nets, &Blocks, &Kvs), c: &Counts, exits: u64, timings:
         let n = nets.stats();
         let frames = n.frames_in + n.frames_out;
         eprintln!(
-            "fata-monitor: net: {} frames in ({} bytes), {} frames out ({} bytes); {:.1} \
-             frames per exit; {} sleeps in yield, {} coalescing naps ({}), {} doorbell exits; \
-             dropped {} in, {} out",
+            "fata-monitor: net: {} frames in ({} bytes, {} merged by the host), {} frames out \
+             ({} bytes, {} for the host to segment); offloads {}; {:.1} frames per exit; {} \
+             sleeps in yield, {} coalescing naps ({}), {} doorbell exits; dropped {} in, {} out",
             n.frames_in,
             n.bytes_in,
+            n.large_in,
             n.frames_out,
             n.bytes_out,
+            n.segmented_out,
+            nets.offloads_granted(),
             frames as f64 / exits.max(1) as f64,
             n.sleeps,
             n.naps,

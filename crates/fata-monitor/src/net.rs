@@ -37,9 +37,11 @@ use crate::memory::GuestRam;
 use crate::poll::{Service, wait_readable};
 use crate::violation::{AbiViolation, RingDefect, Stop};
 use fata_hvt_abi::{
-    COALESCE_BELOW, DeviceInfo, DeviceKind, GuestAddr, MAX_DEVICES, NET_FRAME_MAX, NET_FRAME_MIN,
-    NET_MTU, NET_RX_HEADER, NET_TX_HEADER, NetRingHeader, NetSlotHeader, PAGE_SIZE, YIELD_FOREVER,
-    doorbell_address, net_ring_len, net_rx_slot, net_tx_slot,
+    COALESCE_BELOW, DeviceInfo, DeviceKind, GuestAddr, MAX_DEVICES, NET_MTU, NET_OFFLOAD_CSUM,
+    NET_OFFLOAD_TSO4, NET_OFFLOAD_TSO6, NET_PACKET_MAX, NET_PACKET_MIN, NET_PACKET_SLOTS_MAX,
+    NET_RX_HEADER, NET_SLOT_WRAP, NET_TX_HEADER, NET_VNET_HDR_LEN, NetRingHeader, NetSlotHeader,
+    PAGE_SIZE, YIELD_FOREVER, doorbell_address, net_packet_slots, net_ring_len, net_rx_slot,
+    net_tx_slot,
 };
 use fata_snapshot::NetState;
 use std::cell::Cell;
@@ -51,7 +53,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use vm_memory::bitmap::BitmapSlice;
-use vm_memory::{Bytes, ReadVolatile, VolatileSlice, WriteVolatile};
+use vm_memory::{Bytes, VolatileSlice, WriteVolatile};
 
 /// Receive slots per device.
 pub const RX_SLOTS: u32 = 256;
@@ -61,7 +63,17 @@ pub const TX_SLOTS: u32 = 256;
 const PRODUCED: u64 = offset_of!(NetRingHeader, produced) as u64;
 const CONSUMED: u64 = offset_of!(NetRingHeader, consumed) as u64;
 const MOVES: u64 = offset_of!(NetRingHeader, moves) as u64;
+const FLAGS: u64 = offset_of!(NetSlotHeader, flags) as u64;
 const FRAME: u64 = size_of::<NetSlotHeader>() as u64;
+const _: () = assert!(
+    fata_tap::VNET_HDR_LEN as u64 == NET_VNET_HDR_LEN,
+    "the tap speaks the rings' virtio-net header"
+);
+/// Offset of `gso_type` in the virtio-net header.
+const GSO_TYPE: usize = 1;
+/// The longest packet without segmentation offload: the header and a frame of the link's MTU
+/// with a VLAN tag.
+const PLAIN_PACKET_MAX: u64 = NET_VNET_HDR_LEN + NET_MTU as u64 + 18;
 
 /// Traffic counters of one device.
 #[derive(Debug, Default)]
@@ -72,6 +84,8 @@ struct Counters {
     bytes_out: Cell<u64>,
     dropped_in: Cell<u64>,
     dropped_out: Cell<u64>,
+    large_in: Cell<u64>,
+    segmented_out: Cell<u64>,
 }
 
 impl Counters {
@@ -93,8 +107,13 @@ pub struct NetStats {
     pub bytes_out: u64,
     /// Frames from a tap dropped: longer than a slot can hold.
     pub dropped_in: u64,
-    /// Frames the tap refused (interface down, queue full).
+    /// Frames the tap refused (interface down, queue full, a virtio-net header it rejects).
     pub dropped_out: u64,
+    /// Frames from the taps longer than the link's MTU allows: TCP segments the host merged
+    /// (receive offload).
+    pub large_in: u64,
+    /// Frames to the taps the host cuts into segments (segmentation offload).
+    pub segmented_out: u64,
     /// Times the vCPU thread slept in `Yield` waiting for a tap or a deadline.
     pub sleeps: u64,
     /// Times a `Yield` waited for more frames before resuming the guest (coalescing).
@@ -107,6 +126,8 @@ struct Device {
     handle: u32,
     mac: [u8; 6],
     tap: File,
+    /// What the tap offloads, as [`DeviceInfo::offloads`] says.
+    offloads: u64,
     /// The tap interface's name.
     tap_name: String,
     ring_addr: u64,
@@ -185,7 +206,15 @@ impl Nets {
                 tap: config.tap.clone(),
                 source,
             };
-            let tap = fata_tap::open(&config.tap).map_err(fail)?;
+            let (tap, granted) = fata_tap::open_offloading(&config.tap).map_err(fail)?;
+            let offloads = [
+                (granted.csum, NET_OFFLOAD_CSUM),
+                (granted.tso4, NET_OFFLOAD_TSO4),
+                (granted.tso6, NET_OFFLOAD_TSO6),
+            ]
+            .iter()
+            .filter(|(on, _)| *on)
+            .fold(0, |set, (_, bit)| set | bit);
             let mac = match config.mac {
                 Some(mac) => mac,
                 None => fata_tap::random_mac().map_err(fail)?,
@@ -195,6 +224,7 @@ impl Nets {
                 handle: handle as u32,
                 mac,
                 tap,
+                offloads,
                 tap_name: config.tap.clone(),
                 ring_addr: 0,
                 rx_produced: Cell::new(0),
@@ -303,10 +333,30 @@ impl Nets {
                 rx_slots: RX_SLOTS,
                 tx_slots: TX_SLOTS,
                 doorbell: doorbell_address(device.handle),
-                reserved: 0,
+                offloads: device.offloads,
             };
         }
         infos
+    }
+
+    /// What the first device's tap offloads, as `--stats` prints it: `csum tso4 tso6`, or
+    /// `none`.
+    pub fn offloads_granted(&self) -> String {
+        let offloads = self.devices.first().map_or(0, |d| d.offloads);
+        let names: Vec<&str> = [
+            (NET_OFFLOAD_CSUM, "csum"),
+            (NET_OFFLOAD_TSO4, "tso4"),
+            (NET_OFFLOAD_TSO6, "tso6"),
+        ]
+        .iter()
+        .filter(|(bit, _)| offloads & bit != 0)
+        .map(|(_, name)| *name)
+        .collect();
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(" ")
+        }
     }
 
     /// The coalescing interval the devices are served with (zero: none).
@@ -329,6 +379,8 @@ impl Nets {
             s.bytes_out += c.bytes_out.get();
             s.dropped_in += c.dropped_in.get();
             s.dropped_out += c.dropped_out.get();
+            s.large_in += c.large_in.get();
+            s.segmented_out += c.segmented_out.get();
         }
         s
     }
@@ -597,7 +649,8 @@ impl<B: BitmapSlice> Port<'_, B> {
         Ok(work)
     }
 
-    /// Writes the guest's published transmit frames to the tap; returns how many.
+    /// Writes the guest's published transmit packets to the tap, one `write` each (virtio-net
+    /// header and frame); returns how many.
     fn send(&mut self) -> Result<u32, RingDefect> {
         let produced = self.load(NET_TX_HEADER + PRODUCED, Ordering::Acquire);
         let pending = produced.wrapping_sub(self.tx_consumed);
@@ -607,31 +660,48 @@ impl<B: BitmapSlice> Port<'_, B> {
                 consumed: self.tx_consumed,
             });
         }
-        for _ in 0..pending {
-            let slot = net_tx_slot(RX_SLOTS, TX_SLOTS, self.tx_consumed);
-            let len = self.load(slot, Ordering::Relaxed);
-            if !(NET_FRAME_MIN..=NET_FRAME_MAX).contains(&u64::from(len)) {
-                return Err(RingDefect::FrameLength {
-                    index: self.tx_consumed,
-                    len,
-                });
-            }
-            let frame = self
-                .ring
-                .subslice((slot + FRAME) as usize, len as usize)
-                .map_err(|_| RingDefect::FrameLength {
-                    index: self.tx_consumed,
-                    len,
-                })?;
-            let mut tap = self.tap;
-            match tap.write_volatile(&frame) {
-                Ok(_) => {
-                    Counters::add(&self.counters.frames_out, 1);
-                    Counters::add(&self.counters.bytes_out, u64::from(len));
+        let mut sent = 0;
+        while self.tx_consumed != produced {
+            let index = self.tx_consumed;
+            let left = produced.wrapping_sub(index);
+            let at = index % TX_SLOTS;
+            let slot = net_tx_slot(RX_SLOTS, TX_SLOTS, index);
+            let slots = if self.load(slot + FLAGS, Ordering::Relaxed) & NET_SLOT_WRAP != 0 {
+                // The rest of the ring is skipped; the next packet is in its first slot.
+                TX_SLOTS - at
+            } else {
+                let len = self.load(slot, Ordering::Relaxed);
+                if !(NET_PACKET_MIN..=NET_PACKET_MAX).contains(&u64::from(len)) {
+                    return Err(RingDefect::FrameLength { index, len });
                 }
-                Err(_) => Counters::add(&self.counters.dropped_out, 1),
+                let slots = net_packet_slots(u64::from(len));
+                if at + slots > TX_SLOTS || slots > left {
+                    return Err(RingDefect::PacketSpan { index, slots });
+                }
+                let packet = self
+                    .ring
+                    .subslice((slot + FRAME) as usize, len as usize)
+                    .map_err(|_| RingDefect::FrameLength { index, len })?;
+                let segmented = packet.load::<u8>(GSO_TYPE, Ordering::Relaxed).unwrap_or(0) != 0;
+                let mut tap = self.tap;
+                // The kernel checks the header; one it rejects fails the write.
+                match tap.write_volatile(&packet) {
+                    Ok(_) => {
+                        Counters::add(&self.counters.frames_out, 1);
+                        Counters::add(&self.counters.bytes_out, u64::from(len) - NET_VNET_HDR_LEN);
+                        if segmented {
+                            Counters::add(&self.counters.segmented_out, 1);
+                        }
+                    }
+                    Err(_) => Counters::add(&self.counters.dropped_out, 1),
+                }
+                sent += 1;
+                slots
+            };
+            if slots > left {
+                return Err(RingDefect::PacketSpan { index, slots });
             }
-            self.tx_consumed = self.tx_consumed.wrapping_add(1);
+            self.tx_consumed = index.wrapping_add(slots);
         }
         if pending > 0 {
             self.store(
@@ -640,10 +710,13 @@ impl<B: BitmapSlice> Port<'_, B> {
                 Ordering::Release,
             );
         }
-        Ok(pending)
+        Ok(sent)
     }
 
-    /// Reads what the tap holds into free receive slots; returns how many frames.
+    /// Reads what the tap holds into free receive slots, one `read` per packet; returns how
+    /// many packets. A read goes where the longest packet fits without passing the ring's end:
+    /// when the slots left before the end are too few, the packet goes to the ring's first slot
+    /// and the slot before it is marked [`NET_SLOT_WRAP`].
     fn receive(&mut self) -> Result<u32, RingDefect> {
         let mut received = 0;
         let consumed = self.load(NET_RX_HEADER + CONSUMED, Ordering::Acquire);
@@ -657,31 +730,43 @@ impl<B: BitmapSlice> Port<'_, B> {
         let mut room = RX_SLOTS - used;
         // Bounded, so that a tap full of oversized frames cannot keep the thread here.
         for _ in 0..2 * RX_SLOTS {
-            if room == 0 {
+            let tail = RX_SLOTS - self.rx_produced % RX_SLOTS;
+            let skip = if tail < NET_PACKET_SLOTS_MAX { tail } else { 0 };
+            if room < skip + NET_PACKET_SLOTS_MAX {
                 break;
             }
-            let slot = net_rx_slot(RX_SLOTS, self.rx_produced);
+            let index = self.rx_produced.wrapping_add(skip);
+            let slot = net_rx_slot(RX_SLOTS, index);
             let Ok(mut buf) = self
                 .ring
-                .subslice((slot + FRAME) as usize, NET_FRAME_MAX as usize)
+                .subslice((slot + FRAME) as usize, NET_PACKET_MAX as usize)
             else {
                 break;
             };
-            let mut tap = self.tap;
-            match tap.read_volatile(&mut buf) {
+            match read_packet(self.tap, &mut buf) {
                 Ok(0) => break,
-                // A tap reports a frame's whole length even when the buffer was shorter.
-                Ok(n) if n as u64 > NET_FRAME_MAX => Counters::add(&self.counters.dropped_in, 1),
+                // A tap reports a packet's whole length even when the buffer was shorter.
+                Ok(n) if n as u64 > NET_PACKET_MAX => Counters::add(&self.counters.dropped_in, 1),
                 Ok(n) => {
+                    if skip > 0 {
+                        let wrap = net_rx_slot(RX_SLOTS, self.rx_produced);
+                        self.store(wrap, 0, Ordering::Relaxed);
+                        self.store(wrap + FLAGS, NET_SLOT_WRAP, Ordering::Relaxed);
+                    }
                     self.store(slot, n as u32, Ordering::Relaxed);
-                    self.rx_produced = self.rx_produced.wrapping_add(1);
-                    room -= 1;
+                    self.store(slot + FLAGS, 0, Ordering::Relaxed);
+                    let slots = skip + net_packet_slots(n as u64);
+                    self.rx_produced = self.rx_produced.wrapping_add(slots);
+                    room -= slots;
                     received += 1;
+                    let frame = (n as u64).saturating_sub(NET_VNET_HDR_LEN);
                     Counters::add(&self.counters.frames_in, 1);
-                    Counters::add(&self.counters.bytes_in, n as u64);
+                    Counters::add(&self.counters.bytes_in, frame);
+                    if n as u64 > PLAIN_PACKET_MAX {
+                        Counters::add(&self.counters.large_in, 1);
+                    }
                 }
-                Err(vm_memory::VolatileMemoryError::IOError(e))
-                    if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => break,
             }
         }
@@ -694,6 +779,23 @@ impl<B: BitmapSlice> Port<'_, B> {
         }
         Ok(received)
     }
+}
+
+/// Reads one packet from `tap` into `buf` and marks only the bytes read as written, for the
+/// snapshots' dirty-page tracking. (vm-memory's `read_volatile` marks the whole buffer on a
+/// failed read, and most reads of a non-blocking tap fail with `EAGAIN`: with 64 KiB buffers
+/// that would make every idle pass dirty 16 pages.)
+fn read_packet<B: BitmapSlice>(tap: &File, buf: &mut VolatileSlice<'_, B>) -> io::Result<usize> {
+    let guard = buf.ptr_guard_mut();
+    // SAFETY: the guard keeps `buf`'s memory (guest RAM, checked to lie inside it) mapped for
+    // the call, and `read` writes at most `buf.len()` bytes there.
+    let n = unsafe { libc::read(tap.as_raw_fd(), guard.as_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    buf.bitmap().mark_dirty(0, n.min(buf.len()));
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -751,6 +853,7 @@ mod tests {
             handle,
             mac: [2, 0, 0, 0, 0, handle as u8],
             tap: null_file().try_clone().unwrap(),
+            offloads: 0,
             tap_name: format!("tap{handle}"),
             ring_addr: 0x10_0000 * u64::from(handle + 1),
             rx_produced: Cell::new(7 + handle),
@@ -852,6 +955,7 @@ mod tests {
                 handle,
                 mac: [2, 0, 0, 0, 0, handle as u8],
                 tap: null_file().try_clone().unwrap(),
+                offloads: 0,
                 tap_name: format!("null{handle}"),
                 ring_addr: 0,
                 rx_produced: Cell::new(0),
@@ -908,8 +1012,13 @@ mod tests {
         put(NET_TX_HEADER + PRODUCED, 0x8000_0000);
         let mut port = port_on(&ram, null_file(), &counters);
         assert!(matches!(port.step(false), Err(RingDefect::TxIndex { .. })));
-        // One frame with a length past the slot, then one too short.
-        for len in [u32::MAX, NET_FRAME_MAX as u32 + 1, 13, 0] {
+        // One packet longer than any, then ones too short.
+        for len in [
+            u32::MAX,
+            NET_PACKET_MAX as u32 + 1,
+            NET_PACKET_MIN as u32 - 1,
+            0,
+        ] {
             put(NET_TX_HEADER + PRODUCED, 1);
             put(net_tx_slot(RX_SLOTS, TX_SLOTS, 0), len);
             let mut port = port_on(&ram, null_file(), &counters);
@@ -918,12 +1027,47 @@ mod tests {
                 RingDefect::FrameLength { index: 0, len }
             );
         }
-        // A good frame goes out (to /dev/null); the monitor's index moves.
-        put(net_tx_slot(RX_SLOTS, TX_SLOTS, 0), 60);
+        // A packet of 3 slots published as 2, and one that would run past the ring's end.
+        put(net_tx_slot(RX_SLOTS, TX_SLOTS, 0), 5000);
+        put(NET_TX_HEADER + PRODUCED, 2);
         let mut port = port_on(&ram, null_file(), &counters);
+        let span = RingDefect::PacketSpan { index: 0, slots: 3 };
+        assert_eq!(port.step(false).unwrap_err(), span);
+        let last = TX_SLOTS - 1;
+        put(net_tx_slot(RX_SLOTS, TX_SLOTS, last), 3000);
+        put(NET_TX_HEADER + PRODUCED, last + 2);
+        let mut port = port_on(&ram, null_file(), &counters);
+        port.tx_consumed = last;
+        let span = RingDefect::PacketSpan {
+            index: last,
+            slots: 2,
+        };
+        assert_eq!(port.step(false).unwrap_err(), span);
+        // A wrap claiming more slots than were produced.
+        put(net_tx_slot(RX_SLOTS, TX_SLOTS, 1) + FLAGS, NET_SLOT_WRAP);
+        put(NET_TX_HEADER + PRODUCED, 2);
+        let mut port = port_on(&ram, null_file(), &counters);
+        port.tx_consumed = 1;
+        let span = RingDefect::PacketSpan {
+            index: 1,
+            slots: TX_SLOTS - 1,
+        };
+        assert_eq!(port.step(false).unwrap_err(), span);
+        put(net_tx_slot(RX_SLOTS, TX_SLOTS, 1) + FLAGS, 0);
+        // Good packets go out (to /dev/null): a 60-byte one, a wrap at the ring's end and a
+        // 5000-byte one in the first slots; the monitor's index moves past all of them.
+        put(net_tx_slot(RX_SLOTS, TX_SLOTS, last - 1), 60);
+        put(net_tx_slot(RX_SLOTS, TX_SLOTS, last) + FLAGS, NET_SLOT_WRAP);
+        put(net_tx_slot(RX_SLOTS, TX_SLOTS, 0), 5000);
+        put(NET_TX_HEADER + PRODUCED, last - 1 + 1 + 1 + 3);
+        let mut port = port_on(&ram, null_file(), &counters);
+        port.tx_consumed = last - 1;
         let work = port.step(false).unwrap();
-        assert_eq!(work.sent, 1);
-        assert_eq!(port.load(NET_TX_HEADER + CONSUMED, Ordering::Relaxed), 1);
+        assert_eq!(work.sent, 2);
+        assert_eq!(
+            port.load(NET_TX_HEADER + CONSUMED, Ordering::Relaxed),
+            last + 4
+        );
         // The guest claims to have consumed frames never produced.
         put(NET_RX_HEADER + CONSUMED, 5);
         assert!(matches!(port.step(false), Err(RingDefect::RxIndex { .. })));

@@ -5,7 +5,7 @@
 //! same two reasons, so they share this module rather than importing each other's errors.
 
 use crate::memory::OutOfRam;
-use fata_hvt_abi::{CONSOLE_WRITE_MAX, Hypercall, NET_FRAME_MAX, NET_FRAME_MIN};
+use fata_hvt_abi::{CONSOLE_WRITE_MAX, Hypercall, NET_PACKET_MAX, NET_PACKET_MIN};
 use thiserror::Error;
 
 /// A way the guest broke the hvt ABI. The monitor ends the guest; it never continues past one.
@@ -77,16 +77,27 @@ pub enum AbiViolation {
 /// What is wrong with a network or block ring the guest wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum RingDefect {
-    /// A transmit slot's length is outside the frame limits.
+    /// A transmit slot's length is outside the packet limits.
     #[error(
-        "transmit slot {index} holds a frame of {len} bytes; frames are {NET_FRAME_MIN} to \
-         {NET_FRAME_MAX} bytes"
+        "transmit slot {index} holds a packet of {len} bytes; packets are {NET_PACKET_MIN} to \
+         {NET_PACKET_MAX} bytes"
     )]
     FrameLength {
         /// The slot's index (counted since boot).
         index: u32,
         /// The length the guest wrote.
         len: u32,
+    },
+    /// A transmit packet or wrap runs past the slots produced or past the ring's end.
+    #[error(
+        "transmit slot {index} starts {slots} slots of a packet or wrap, past the slots \
+         produced or the ring's end"
+    )]
+    PacketSpan {
+        /// The slot's index (counted since boot).
+        index: u32,
+        /// The slots it would take.
+        slots: u32,
     },
     /// The transmit ring's `produced` index is more than a ring ahead of the monitor's `consumed`.
     #[error(

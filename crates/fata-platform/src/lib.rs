@@ -129,6 +129,29 @@ pub trait Random {
     fn fill(&self, buf: &mut [u8]);
 }
 
+/// Bytes of the virtio-net header (`struct virtio_net_hdr_v1`, little-endian) before every frame
+/// of a device that has [`Net::offloads`].
+pub const VNET_HDR_LEN: usize = 12;
+
+/// The longest frame of a device that has [`Net::offloads`]: a 64 KiB IP packet with an
+/// Ethernet header and a VLAN tag.
+pub const OFFLOAD_FRAME_MAX: usize = 65536 + 18;
+
+/// What the host does for a device's frames, through the virtio-net header before each of them
+/// (see [`Net::offloads`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offloads {
+    /// Frames either way may leave TCP and UDP checksums to fill
+    /// (`VIRTIO_NET_HDR_F_NEEDS_CSUM`), and arrive saying they were checked
+    /// (`VIRTIO_NET_HDR_F_DATA_VALID`).
+    pub csum: bool,
+    /// Frames either way may be TCP/IPv4 segments of up to 64 KiB, cut to `gso_size` pieces
+    /// where the link needs it (`VIRTIO_NET_HDR_GSO_TCPV4`).
+    pub tso4: bool,
+    /// The same for TCP/IPv6 (`VIRTIO_NET_HDR_GSO_TCPV6`).
+    pub tso6: bool,
+}
+
 /// An Ethernet interface that moves frames in batches.
 ///
 /// Receiving hands out up to `max` frames in one call; transmitting queues frames that `flush` hands
@@ -170,6 +193,13 @@ pub trait Net {
     /// a device in memory, never moves under its stack, so they keep the default.
     fn moves(&self) -> u32 {
         0
+    }
+    /// `Some` when every frame either way begins with a [`VNET_HDR_LEN`]-byte virtio-net header
+    /// and may be up to [`OFFLOAD_FRAME_MAX`] bytes long (a tap opened with `IFF_VNET_HDR`), with
+    /// the checksum and segmentation work the host does for them; `None` (the default) for bare
+    /// Ethernet frames of at most `mtu() + 18` bytes.
+    fn offloads(&self) -> Option<Offloads> {
+        None
     }
 }
 

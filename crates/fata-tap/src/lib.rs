@@ -1,16 +1,83 @@
 //! Linux tap devices, as the hvt monitor and the unix target both open them.
 //!
 //! A host-side helper with one job: attach to a tap interface (`IFF_TAP | IFF_NO_PI`,
-//! non-blocking, close-on-exec), and make a MAC address for the guest side of it.
+//! non-blocking, close-on-exec), plain or with a virtio-net header before every frame and the
+//! kernel's checksum and segmentation offloads (`IFF_VNET_HDR`, as QEMU and Firecracker open
+//! theirs), and make a MAC address for the guest side of it.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 
+/// Bytes of the virtio-net header before each frame of a tap opened with [`open_offloading`]
+/// (`struct virtio_net_hdr_v1`, with its buffer count).
+pub const VNET_HDR_LEN: usize = 12;
+
+/// What the kernel does for a tap opened with [`open_offloading`]: it accepts and delivers
+/// frames whose checksums are left to fill (`csum`) and TCP segments of up to 64 KiB that it cuts
+/// to size for the link (`tso4`, `tso6`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offloads {
+    /// `TUN_F_CSUM`: partial checksums.
+    pub csum: bool,
+    /// `TUN_F_TSO4`: TCP segmentation over IPv4.
+    pub tso4: bool,
+    /// `TUN_F_TSO6`: TCP segmentation over IPv6.
+    pub tso6: bool,
+}
+
 /// Attaches to the tap interface `name`, creating it if it does not exist; one `read` or `write`
 /// on the file moves one Ethernet frame.
 pub fn open(name: &str) -> io::Result<File> {
+    attach(name, 0)
+}
+
+/// Attaches to the tap interface `name` as [`open`] does, with a [`VNET_HDR_LEN`]-byte
+/// virtio-net header before every frame read or written, and asks the kernel for checksum and
+/// TCP segmentation offloads; returns those it granted (a kernel that grants none still speaks
+/// the header, with plain frames).
+pub fn open_offloading(name: &str) -> io::Result<(File, Offloads)> {
+    let file = attach(name, libc::IFF_VNET_HDR)?;
+    let size: libc::c_int = VNET_HDR_LEN as libc::c_int;
+    // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer, valid for the call.
+    if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETVNETHDRSZ, &size) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let all = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+    for (flags, offloads) in [
+        (
+            all,
+            Offloads {
+                csum: true,
+                tso4: true,
+                tso6: true,
+            },
+        ),
+        (
+            libc::TUN_F_CSUM,
+            Offloads {
+                csum: true,
+                ..Offloads::default()
+            },
+        ),
+    ] {
+        // SAFETY: TUNSETOFFLOAD takes its flags by value.
+        if unsafe {
+            libc::ioctl(
+                file.as_raw_fd(),
+                libc::TUNSETOFFLOAD,
+                flags as libc::c_ulong,
+            )
+        } == 0
+        {
+            return Ok((file, offloads));
+        }
+    }
+    Ok((file, Offloads::default()))
+}
+
+fn attach(name: &str, extra_flags: libc::c_int) -> io::Result<File> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -29,7 +96,7 @@ pub fn open(name: &str) -> io::Result<File> {
     let mut request = libc::ifreq {
         ifr_name,
         ifr_ifru: libc::__c_anonymous_ifr_ifru {
-            ifru_flags: (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short,
+            ifru_flags: (libc::IFF_TAP | libc::IFF_NO_PI | extra_flags) as libc::c_short,
         },
     };
     // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which `libc::ifreq` is; the name is

@@ -4,14 +4,21 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 
-use fata_platform::{DeviceError, Net, ReadySet};
+use fata_platform::{DeviceError, Net, OFFLOAD_FRAME_MAX, Offloads, ReadySet, VNET_HDR_LEN};
 
 /// Ethernet payload size of a tap device.
 const MTU: usize = 1500;
-/// Room for one frame: MTU, Ethernet header and a VLAN tag.
-const FRAME_MAX: usize = MTU + 18;
+const _: () = assert!(
+    fata_tap::VNET_HDR_LEN == VNET_HDR_LEN,
+    "one virtio-net header size"
+);
 
-/// An open tap device (`IFF_TAP | IFF_NO_PI`), non-blocking.
+/// Room for one packet: the virtio-net header and a frame of up to 64 KiB (a TCP segment the
+/// kernel merged, or one it is to cut).
+const PACKET_MAX: usize = VNET_HDR_LEN + OFFLOAD_FRAME_MAX;
+
+/// An open tap device (`IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`, with the kernel's checksum and TCP
+/// segmentation offloads), non-blocking.
 ///
 /// A tap moves one frame per `read`/`write` system call (`readv`/`writev` cannot batch on it), so a
 /// batch here is a loop; the trait still lets the hvt target move a batch per exit.
@@ -19,19 +26,25 @@ pub struct Tap {
     file: File,
     mac: [u8; 6],
     ready: ReadySet,
-    buffer: Box<[u8; FRAME_MAX]>,
+    offloads: Offloads,
+    buffer: Box<[u8]>,
 }
 
 impl Tap {
     /// Attaches to the existing or new tap interface `name`; `ready` is its readiness bit.
     pub fn open(name: &str, ready: ReadySet) -> io::Result<Tap> {
-        let file = fata_tap::open(name)?;
+        let (file, granted) = fata_tap::open_offloading(name)?;
         let mac = fata_tap::random_mac()?;
         Ok(Tap {
             file,
             mac,
             ready,
-            buffer: Box::new([0; FRAME_MAX]),
+            offloads: Offloads {
+                csum: granted.csum,
+                tso4: granted.tso4,
+                tso6: granted.tso6,
+            },
+            buffer: vec![0; PACKET_MAX].into_boxed_slice(),
         })
     }
 
@@ -76,7 +89,7 @@ impl Net for Tap {
     }
 
     fn transmit(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> Result<(), DeviceError> {
-        if len > FRAME_MAX {
+        if len > PACKET_MAX {
             return Err(DeviceError::InvalidArgument);
         }
         crate::coalesce::sending();
@@ -91,5 +104,9 @@ impl Net for Tap {
 
     fn flush(&mut self) -> Result<(), DeviceError> {
         Ok(())
+    }
+
+    fn offloads(&self) -> Option<Offloads> {
+        Some(self.offloads)
     }
 }

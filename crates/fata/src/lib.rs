@@ -47,7 +47,8 @@ pub use error::{Error, Result};
 pub use executor::{JoinHandle, WaitReady, block_on, spawn, wait_ready};
 pub use fata_macros::main;
 pub use fata_platform::{
-    Block, Clock, Console, Device, DeviceError, HostSockets, Kv, Net, Random, ReadySet, SocketId,
+    Block, Clock, Console, Device, DeviceError, HostSockets, Kv, Net, OFFLOAD_FRAME_MAX, Offloads,
+    Random, ReadySet, SocketId, VNET_HDR_LEN,
 };
 pub use time::{Instant, Sleep, sleep, sleep_until};
 

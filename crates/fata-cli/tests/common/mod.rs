@@ -246,16 +246,24 @@ impl Running {
     /// Starts `command` and waits for a stdout line containing `ready`, at most [`READY_WITHIN`]
     /// after the last line it printed.
     pub fn start(command: Command, ready: &str) -> Running {
-        let mut running = Running::background(command);
+        Running::spawn(command, Stdio::inherit()).wait_ready(ready)
+    }
+
+    /// As [`Running::start`], with the app's stderr (the monitor's `--stats`) going to `stderr`.
+    pub fn start_with_stderr(command: Command, ready: &str, stderr: std::fs::File) -> Running {
+        Running::spawn(command, stderr.into()).wait_ready(ready)
+    }
+
+    fn wait_ready(mut self, ready: &str) -> Running {
         loop {
-            match running.lines.recv_timeout(READY_WITHIN) {
+            match self.lines.recv_timeout(READY_WITHIN) {
                 Ok(line) if line.contains(ready) => {
-                    running.ready_line = line;
-                    return running;
+                    self.ready_line = line;
+                    return self;
                 }
                 Ok(_) => continue,
                 Err(_) => {
-                    let status = running.child.try_wait().unwrap();
+                    let status = self.child.try_wait().unwrap();
                     panic!(
                         "the app did not print {ready:?} within {READY_WITHIN:?} (exit: {status:?})"
                     );
@@ -265,10 +273,14 @@ impl Running {
     }
 
     /// Starts `command` without waiting for a line (a restored app prints nothing new).
-    pub fn background(mut command: Command) -> Running {
+    pub fn background(command: Command) -> Running {
+        Running::spawn(command, Stdio::inherit())
+    }
+
+    fn spawn(mut command: Command, stderr: Stdio) -> Running {
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -285,6 +297,14 @@ impl Running {
             lines,
             ready_line: String::new(),
         }
+    }
+
+    /// Ends the app with SIGTERM (the monitor prints its `--stats` then) and waits at most 10 s
+    /// for it; its exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        self.wait_exit(Duration::from_secs(10))
     }
 
     /// Whether the app is still running.

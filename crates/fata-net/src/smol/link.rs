@@ -5,9 +5,9 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::task::Waker;
 
-use fata::{DeviceError, Net};
+use fata::{DeviceError, Net, OFFLOAD_FRAME_MAX, VNET_HDR_LEN};
 use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::phy::{self, Checksum, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, ETHERNET_HEADER_LEN, EthernetAddress, EthernetFrame,
@@ -15,10 +15,17 @@ use smoltcp::wire::{
     Ipv6Packet, Ipv6Repr, NdiscNeighborFlags, NdiscRepr, RawHardwareAddress,
 };
 
-/// Frames pulled from the device per receive call.
+use super::offload::Offload;
+
+/// Frames pulled from the device per batch.
 pub(crate) const RX_BATCH: usize = 64;
-/// Room for one frame: a 1500-byte payload, the Ethernet header and a VLAN tag.
+/// Room for one frame of a device without offloads: a 1500-byte payload, the Ethernet header
+/// and a VLAN tag.
 const FRAME_MAX: usize = 1518;
+/// Packets of a device with offloads (up to 64 KiB each) that the batch buffer holds at least.
+const LARGE_PACKETS: usize = 4;
+/// The largest IP packet a device with segmentation offload carries.
+const LARGE_IP_PACKET: usize = 65535;
 
 /// Counters a benchmark or test can read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -29,16 +36,28 @@ pub struct LinkStats {
     pub tx_frames: u64,
     /// Frames dropped because the device's transmit queue stayed full.
     pub tx_dropped: u64,
+    /// Frames sent as one large TCP segment for the host to cut (segmentation offload).
+    pub tx_segmented: u64,
+    /// Received frames longer than the link's MTU: TCP segments the host merged.
+    pub rx_merged: u64,
+    /// Received frames dropped for a wrong TCP checksum (checked here when smoltcp leaves TCP
+    /// checksums to the host).
+    pub rx_bad_checksum: u64,
 }
 
 /// A [`Net`] device with a receive batch buffer, ready for smoltcp.
 ///
 /// Received frames are copied once into a fixed batch buffer (no allocation per frame); frames to
-/// send are written straight into the device's transmit queue and flushed after each poll.
+/// send are written straight into the device's transmit queue and flushed after each poll. For a
+/// device with offloads ([`Net::offloads`]) each frame has a virtio-net header before it, which
+/// [`Offload`] reads and writes.
 pub(crate) struct Link {
     net: Box<dyn Net>,
-    rx_frames: Vec<u8>,
-    rx_lens: [u16; RX_BATCH],
+    offload: Option<Offload>,
+    /// Received packets, one after another.
+    rx_buffer: Vec<u8>,
+    /// Start and length of each packet in `rx_buffer`.
+    rx_packets: [(u32, u32); RX_BATCH],
     rx_next: usize,
     rx_count: usize,
     pub(crate) stats: LinkStats,
@@ -46,13 +65,35 @@ pub(crate) struct Link {
 
 impl Link {
     pub(crate) fn new(net: Box<dyn Net>) -> Link {
+        let offload = net.offloads().map(|o| Offload::new(o, net.mtu()));
+        let buffer = if offload.is_some() {
+            (RX_BATCH * FRAME_MAX).max(LARGE_PACKETS * (VNET_HDR_LEN + OFFLOAD_FRAME_MAX))
+        } else {
+            RX_BATCH * FRAME_MAX
+        };
         Link {
             net,
-            rx_frames: vec![0; RX_BATCH * FRAME_MAX],
-            rx_lens: [0; RX_BATCH],
+            offload,
+            rx_buffer: vec![0; buffer],
+            rx_packets: [(0, 0); RX_BATCH],
             rx_next: 0,
             rx_count: 0,
             stats: LinkStats::default(),
+        }
+    }
+
+    /// Whether the device's frames carry virtio-net headers: TCP segments may be large, and are
+    /// acknowledged at once (a merged segment stands for many).
+    pub(crate) fn offloading(&self) -> bool {
+        self.offload.is_some()
+    }
+
+    /// The longest packet a receive may hand out.
+    fn packet_max(&self) -> usize {
+        if self.offload.is_some() {
+            VNET_HDR_LEN + OFFLOAD_FRAME_MAX
+        } else {
+            FRAME_MAX
         }
     }
 
@@ -150,44 +191,64 @@ impl Link {
             dst_addr: dst,
             ethertype,
         };
-        let mut fill = Some(fill);
-        let mut write = |buf: &mut [u8]| {
-            let mut frame = EthernetFrame::new_unchecked(buf);
-            ethernet.emit(&mut frame);
-            if let Some(fill) = fill.take() {
-                fill(frame.payload_mut());
-            }
-        };
-        if !self.net.can_transmit()
-            || self
-                .net
-                .transmit(ETHERNET_HEADER_LEN + len, &mut write)
-                .is_err()
-        {
+        if !self.net.can_transmit() {
             return false;
         }
-        self.stats.tx_frames += 1;
-        true
+        let mut tx = TxToken {
+            net: &mut *self.net,
+            offload: self.offload.as_mut(),
+            stats: &mut self.stats,
+        };
+        tx.send(ETHERNET_HEADER_LEN + len, |buf| {
+            let mut frame = EthernetFrame::new_unchecked(buf);
+            ethernet.emit(&mut frame);
+            fill(frame.payload_mut());
+        })
+        .is_some()
     }
 
-    /// Pulls the next batch of frames from the device when the last one is used up.
+    /// Pulls the next batch of packets from the device when the last one is used up, as many as
+    /// the batch buffer surely holds.
     fn refill(&mut self) {
         if self.rx_next < self.rx_count {
             return;
         }
-        let (frames, lens) = (&mut self.rx_frames, &mut self.rx_lens);
-        let mut count = 0;
-        let received = self.net.receive(RX_BATCH, &mut |frame: &[u8]| {
-            // Frames longer than the largest Ethernet frame are dropped: no valid peer sends them.
-            if count < RX_BATCH && frame.len() <= FRAME_MAX {
-                frames[count * FRAME_MAX..][..frame.len()].copy_from_slice(frame);
-                lens[count] = frame.len() as u16;
-                count += 1;
+        let packet_max = self.packet_max();
+        let (buffer, packets) = (&mut self.rx_buffer, &mut self.rx_packets);
+        let (mut count, mut used) = (0, 0);
+        loop {
+            let fits = ((buffer.len() - used) / packet_max).min(RX_BATCH - count);
+            if fits == 0 {
+                break;
             }
-        });
+            let received = self.net.receive(fits, &mut |packet: &[u8]| {
+                // Longer packets are dropped: no valid peer sends them.
+                if count < RX_BATCH
+                    && packet.len() <= packet_max
+                    && used + packet.len() <= buffer.len()
+                {
+                    buffer[used..][..packet.len()].copy_from_slice(packet);
+                    packets[count] = (used as u32, packet.len() as u32);
+                    used += packet.len();
+                    count += 1;
+                }
+            });
+            if received.is_err() || received == Ok(0) {
+                break;
+            }
+        }
         self.rx_next = 0;
-        self.rx_count = if received.is_ok() { count } else { 0 };
-        self.stats.rx_frames += self.rx_count as u64;
+        self.rx_count = count;
+        self.stats.rx_frames += count as u64;
+    }
+
+    /// Folds the offload counters into the link's.
+    fn count_offloads(&mut self) {
+        if let Some(offload) = &self.offload {
+            self.stats.tx_segmented = offload.counts.segmented;
+            self.stats.rx_merged = offload.counts.merged;
+            self.stats.rx_bad_checksum = offload.counts.bad_checksum;
+        }
     }
 }
 
@@ -203,39 +264,61 @@ impl phy::RxToken for RxToken<'_> {
 /// Room for one frame in the device's transmit queue.
 pub(crate) struct TxToken<'a> {
     net: &'a mut dyn Net,
+    offload: Option<&'a mut Offload>,
     stats: &'a mut LinkStats,
 }
 
-impl phy::TxToken for TxToken<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+impl TxToken<'_> {
+    /// Queues a frame of `len` bytes that `f` writes (after a virtio-net header, which the
+    /// offload then fills, on a device with offloads); `None` when the device had no room even
+    /// after a flush.
+    fn send<R>(&mut self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
+        let header = if self.offload.is_some() {
+            VNET_HDR_LEN
+        } else {
+            0
+        };
         let mut f = Some(f);
         let mut result = None;
+        let offload = &mut self.offload;
         let mut fill = |buf: &mut [u8]| {
             if let Some(f) = f.take() {
-                result = Some(f(buf));
+                result = Some(f(&mut buf[header..]));
+                if let Some(offload) = offload.as_deref_mut() {
+                    offload.transmit(buf);
+                }
             }
         };
-        let mut sent = self.net.transmit(len, &mut fill);
+        let mut sent = self.net.transmit(header + len, &mut fill);
         if sent == Err(DeviceError::WouldBlock) {
             let _ = self.net.flush();
-            sent = self.net.transmit(len, &mut fill);
+            sent = self.net.transmit(header + len, &mut fill);
         }
         match (sent, result) {
             (Ok(()), Some(result)) => {
                 self.stats.tx_frames += 1;
-                result
+                Some(result)
             }
             (_, result) => {
                 self.stats.tx_dropped += 1;
-                // smoltcp needs the closure's result; build the frame in scratch space and drop it.
-                result.unwrap_or_else(|| {
-                    let mut scratch = vec![0; len];
-                    f.take()
-                        .map(|f| f(&mut scratch))
-                        .expect("the frame closure runs once")
-                })
+                drop(result);
+                None
             }
         }
+    }
+}
+
+impl phy::TxToken for TxToken<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(mut self, len: usize, f: F) -> R {
+        let mut f = Some(f);
+        if let Some(result) = self.send(len, |buf| f.take().map(|f| f(buf))).flatten() {
+            return result;
+        }
+        // smoltcp needs the closure's result; build the frame in scratch space and drop it.
+        let mut scratch = vec![0; len];
+        f.take()
+            .map(|f| f(&mut scratch))
+            .expect("the frame closure runs once")
     }
 }
 
@@ -244,17 +327,30 @@ impl phy::Device for Link {
     type TxToken<'a> = TxToken<'a>;
 
     fn receive(&mut self, _now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
-        self.refill();
-        if self.rx_next >= self.rx_count {
-            return None;
-        }
-        let at = self.rx_next;
-        self.rx_next += 1;
-        let frame = &self.rx_frames[at * FRAME_MAX..][..usize::from(self.rx_lens[at])];
+        let (start, len) = loop {
+            self.refill();
+            if self.rx_next >= self.rx_count {
+                self.count_offloads();
+                return None;
+            }
+            let (start, len) = self.rx_packets[self.rx_next];
+            let (start, len) = (start as usize, len as usize);
+            self.rx_next += 1;
+            match self.offload.as_mut() {
+                None => break (start, len),
+                Some(offload) => {
+                    if offload.receive(&mut self.rx_buffer[start..][..len]) {
+                        break (start + VNET_HDR_LEN, len - VNET_HDR_LEN);
+                    }
+                    // A segment with a wrong checksum, or no frame at all: the next one.
+                }
+            }
+        };
         Some((
-            RxToken(frame),
+            RxToken(&self.rx_buffer[start..][..len]),
             TxToken {
                 net: &mut *self.net,
+                offload: self.offload.as_mut(),
                 stats: &mut self.stats,
             },
         ))
@@ -272,6 +368,7 @@ impl phy::Device for Link {
         }
         Some(TxToken {
             net: &mut *self.net,
+            offload: self.offload.as_mut(),
             stats: &mut self.stats,
         })
     }
@@ -281,6 +378,17 @@ impl phy::Device for Link {
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = self.net.mtu() + 14;
         caps.max_burst_size = Some(RX_BATCH);
+        if let Some(offload) = &self.offload
+            && offload.tcp_checksums()
+        {
+            // The host fills TCP checksums and checks those it received; the offload checks the
+            // rest.
+            caps.checksum.tcp = Checksum::None;
+            if offload.large_segments() {
+                // smoltcp may build (and take) TCP segments of up to 64 KiB.
+                caps.max_transmission_unit = LARGE_IP_PACKET + 14;
+            }
+        }
         caps
     }
 }

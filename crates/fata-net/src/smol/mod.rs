@@ -1,7 +1,7 @@
 //! The smoltcp backend: one interface over one Fata `Net` device, driven by a task of its own.
 
 use alloc::boxed::Box;
-use alloc::rc::Rc;
+use alloc::rc::{Rc, Weak};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
@@ -22,6 +22,7 @@ use crate::config::{Config, Ipv4Config, Ipv6Config, Tuning};
 use link::{Link, LinkStats};
 
 pub(crate) mod link;
+mod offload;
 pub(crate) mod tcp;
 pub(crate) mod udp;
 
@@ -56,7 +57,7 @@ pub(crate) struct Inner {
 pub(crate) struct State {
     pub(crate) iface: Interface,
     pub(crate) sockets: SocketSet<'static>,
-    link: Link,
+    pub(crate) link: Link,
     dhcp: Option<SocketHandle>,
     pub(crate) tuning: Tuning,
     /// Connections the app dropped, still saying goodbye, with the time they must be gone by.
@@ -127,7 +128,7 @@ impl SmolStack {
             driver: RefCell::new(None),
             configured: RefCell::new(Vec::new()),
         });
-        fata::spawn(drive(inner.clone())).detach();
+        fata::spawn(drive(Rc::downgrade(&inner))).detach();
         SmolStack { inner }
     }
 
@@ -338,16 +339,18 @@ impl Inner {
 }
 
 /// The driver task: poll, then sleep until a frame arrives, a timer is due or a socket pokes.
-async fn drive(inner: Rc<Inner>) {
-    loop {
+/// It holds the stack only while it polls: once the app dropped the stack and its sockets, the
+/// stack is freed and the driver ends at its next wake-up.
+async fn drive(stack: Weak<Inner>) {
+    while let Some(inner) = stack.upgrade() {
         let (delay, readiness) = inner.poll();
-        let poked = poll_fn(|cx| {
-            if inner.poked.replace(false) {
-                Poll::Ready(())
-            } else {
+        drop(inner);
+        let poked = poll_fn(|cx| match stack.upgrade() {
+            Some(inner) if !inner.poked.replace(false) => {
                 *inner.driver.borrow_mut() = Some(cx.waker().clone());
                 Poll::Pending
             }
+            _ => Poll::Ready(()),
         });
         let timer = async {
             match delay {
@@ -356,7 +359,7 @@ async fn drive(inner: Rc<Inner>) {
                 None => pending().await,
             }
         };
-        let device = fata::select(fata::wait_ready(readiness), frame_arrived(&inner));
+        let device = fata::select(fata::wait_ready(readiness), frame_arrived(&stack));
         fata::select(poked, fata::select(device, timer)).await;
     }
 }
@@ -364,12 +367,12 @@ async fn drive(inner: Rc<Inner>) {
 /// Waits for a device that lives in memory (a [`Loopback`](crate::Loopback)) to say a frame is
 /// waiting; devices the platform watches never wake it. It ends at the driver's next wake-up,
 /// whatever woke it, which at worst polls the interface once more than needed.
-async fn frame_arrived(inner: &Inner) {
+async fn frame_arrived(stack: &Weak<Inner>) {
     let mut registered = false;
     poll_fn(|cx| {
-        if registered {
+        let Some(inner) = stack.upgrade().filter(|_| !registered) else {
             return Poll::Ready(());
-        }
+        };
         inner
             .state
             .borrow_mut()

@@ -14,12 +14,18 @@ use super::SmolStack;
 use crate::NetError;
 
 fn new_socket(stack: &SmolStack) -> tcp::Socket<'static> {
-    let tuning = stack.inner.state.borrow().tuning;
+    let state = stack.inner.state.borrow();
+    let tuning = state.tuning;
     let rx = tcp::SocketBuffer::new(vec![0; tuning.tcp_rx_buffer]);
     let tx = tcp::SocketBuffer::new(vec![0; tuning.tcp_tx_buffer]);
     let mut socket = tcp::Socket::new(rx, tx);
     // Servers write whole responses; Nagle would only hold back their last segment.
     socket.set_nagle_enabled(false);
+    if state.link.offloading() {
+        // One received segment may be many the host merged: acknowledging it at once keeps the
+        // sender's window open, as a receiver acknowledges every second full-sized segment.
+        socket.set_ack_delay(None);
+    }
     socket
 }
 
