@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bench/net: TCP throughput (stock iperf3 client) and UDP request-response rate (fata-netload)
+# bench/net: TCP throughput each way (stock iperf3 client: upload, and download with -R) and UDP
+# request-response rate (fata-netload)
 # against Fata on hvt, unix-direct (smoltcp on a tap) and unix-socket (host sockets), and against
 # the host kernel itself, all inside network namespaces this script creates and removes.
 #
@@ -65,8 +66,8 @@ stop() {
   grep "fata-monitor" "$out" || true
   rm -f "$out"
 }
-tcp() { # ADDR: iperf3 upload for $secs, receiver Gbit/s
-  in_ns $ns taskset -c 1 iperf3 -c "$1" -t "$secs" -J | python3 -c \
+tcp() { # ADDR [-R]: iperf3 upload (download with -R) for $secs, receiver Gbit/s
+  in_ns $ns taskset -c 1 iperf3 -c "$1" -t "$secs" -J "${@:2}" | python3 -c \
     'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
 }
 udp() { # ADDR:PORT: requests/s
@@ -77,12 +78,12 @@ declare -A result
 echo "bench/net: ${secs}s per run; servers on CPU 0, load on CPU 1; tap MTU 1500, veth MTU 1500"
 
 start $peer "Server listening" iperf3 -s -p 5201 --forceflush
-result[tcp_kernel]=$(tcp 10.98.1.2); stop
+result[tcp_kernel]=$(tcp 10.98.1.2); result[down_kernel]=$(tcp 10.98.1.2 -R); stop
 
 start $peer "iperf: listening" "$iperf_unix" --bind 10.98.1.2
-result[tcp_socket]=$(tcp 10.98.1.2); stop
+result[tcp_socket]=$(tcp 10.98.1.2); result[down_socket]=$(tcp 10.98.1.2 -R); stop
 start $ns "iperf: listening" env FATA_NET=service=tap0 "$iperf_unix" --ipv4 10.98.0.2/24
-result[tcp_direct]=$(tcp 10.98.0.2); stop
+result[tcp_direct]=$(tcp 10.98.0.2); result[down_direct]=$(tcp 10.98.0.2 -R); stop
 
 start $peer "echo: serving" "$echo_unix" --bind 10.98.1.2
 result[udp_socket]=$(udp 10.98.1.2:7); stop
@@ -91,7 +92,7 @@ result[udp_direct]=$(udp 10.98.0.2:7); stop
 
 if [ $hvt = 1 ]; then
   start $ns "iperf: listening" "$fata" run "$iperf_hvt" --net tap0 --stats -- --ipv4 10.98.0.2/24
-  result[tcp_hvt]=$(tcp 10.98.0.2); stop
+  result[tcp_hvt]=$(tcp 10.98.0.2); result[down_hvt]=$(tcp 10.98.0.2 -R); stop
   start $ns "echo: serving" "$fata" run "$echo_hvt" --net tap0 --stats -- --ipv4 10.98.0.2/24
   result[udp_hvt]=$(udp 10.98.0.2:7); stop
 fi
@@ -100,6 +101,11 @@ printf '\n%-34s %12s %10s\n' "TCP upload (iperf3 -c, 1 stream)" "Gbit/s" "vs ker
 for k in kernel socket direct hvt; do
   v=${result[tcp_$k]:-}; [ -z "$v" ] && continue
   printf '%-34s %12s %9.2fx\n' "$k" "$v" "$(python3 -c "print($v/${result[tcp_kernel]})")"
+done
+printf '\n%-34s %12s %10s\n' "TCP download (iperf3 -c -R, 1 stream)" "Gbit/s" "vs kernel"
+for k in kernel socket direct hvt; do
+  v=${result[down_$k]:-}; [ -z "$v" ] && continue
+  printf '%-34s %12s %9.2fx\n' "$k" "$v" "$(python3 -c "print($v/${result[down_kernel]})")"
 done
 printf '\n%-34s %12s %10s\n' "UDP request-response (64 B, 32 in flight)" "req/s" "vs socket"
 for k in socket direct hvt; do

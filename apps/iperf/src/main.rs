@@ -1,9 +1,11 @@
-//! An iperf3 server for TCP uploads (`iperf3 -c ADDR [-P N] [-t SECS]`), on port 5201 (`--port`).
+//! An iperf3 server for TCP uploads and downloads (`iperf3 -c ADDR [-R] [-P N] [-t SECS]`), on
+//! port 5201 (`--port`).
 //!
 //! It speaks the iperf3 control protocol far enough for the stock client to run a test and print
-//! the receiver's figures: cookie, parameter exchange, stream creation, test start/end and the
-//! results exchange. Data streams are counted and discarded. Reverse mode (`-R`) and UDP tests are
-//! refused with an error the client prints.
+//! its figures: cookie, parameter exchange, stream creation, test start/end and the results
+//! exchange. Uploaded data is counted and discarded; in reverse mode (`-R`) every stream sends
+//! until the client ends the test. Bidirectional (`--bidir`) and UDP tests are refused with an
+//! error the client prints.
 //!
 //! Written for Fata because iperf3 needs an iperf3 server at the other end, and none runs as a
 //! unikernel; the protocol is small and its messages are bounded here.
@@ -44,11 +46,12 @@ const OPTIONS: &[Opt] = &[Opt::value("--port", "N", "the TCP port (default 5201)
 #[fata::main(options = [OPTIONS, fata_net::OPTIONS])]
 async fn main(mut env: Env) -> Result<()> {
     let port: u16 = env.arg("--port")?.unwrap_or(5201);
-    // A receiver of bulk data: a window of 1 MiB keeps several 64 KiB segments in flight, and a
-    // test opens few connections.
+    // Bulk data either way: buffers of 1 MiB keep several 64 KiB segments in flight (the window
+    // and the unacknowledged data), and a test opens few connections at once.
     let tuning = Tuning {
         tcp_rx_buffer: 1024 * 1024,
-        tcp_backlog: 8,
+        tcp_tx_buffer: 1024 * 1024,
+        tcp_backlog: 4,
         ..Tuning::default()
     };
     let stack = Stack::from_env_tuned(&mut env, tuning)?;
@@ -58,7 +61,8 @@ async fn main(mut env: Env) -> Result<()> {
     loop {
         let (control, peer) = listener.accept().await?;
         match run_test(&listener, control).await {
-            Ok(bytes) => println!("iperf: test from {peer}: {bytes} bytes received"),
+            Ok((bytes, false)) => println!("iperf: test from {peer}: {bytes} bytes received"),
+            Ok((bytes, true)) => println!("iperf: test from {peer}: {bytes} bytes sent"),
             Err(e) => println!("iperf: test from {peer} failed: {e}"),
         }
     }
@@ -141,24 +145,23 @@ fn json_true(json: &str, key: &str) -> bool {
     })
 }
 
-/// Runs one test on an accepted control connection; returns the bytes received.
+/// Runs one test on an accepted control connection; returns the bytes received, or sent in
+/// reverse mode (then `true`).
 async fn run_test(
     listener: &TcpListener,
     mut control: TcpStream,
-) -> core::result::Result<u64, TestError> {
+) -> core::result::Result<(u64, bool), TestError> {
     let mut cookie = [0u8; COOKIE_LEN];
     read_exact(&mut control, &mut cookie).await?;
     control.write_all(&[state::PARAM_EXCHANGE]).await?;
     let params = read_json(&mut control).await?;
-    if json_true(&params, "reverse")
-        || json_true(&params, "udp")
-        || json_true(&params, "bidirectional")
-    {
+    if json_true(&params, "udp") || json_true(&params, "bidirectional") {
         control.write_all(&[state::SERVER_ERROR]).await?;
         return Err(TestError::Protocol(
-            "only TCP uploads are served (no -R, --bidir or -u)",
+            "only TCP uploads and downloads are served (no --bidir or -u)",
         ));
     }
+    let reverse = json_true(&params, "reverse");
     let parallel = json_number(&params, "parallel").unwrap_or(1).clamp(1, 128) as usize;
     control.write_all(&[state::CREATE_STREAMS]).await?;
 
@@ -172,12 +175,19 @@ async fn run_test(
             // Another client while a test runs: iperf3 answers "busy" the same way.
             continue;
         }
-        let received = Rc::new(Cell::new(0u64));
-        counters.push(received.clone());
+        let moved = Rc::new(Cell::new(0u64));
+        counters.push(moved.clone());
         streams.push(fata::spawn(async move {
             let mut buf = alloc::vec![0u8; 128 * 1024];
-            while let Ok(n @ 1..) = data.read(&mut buf).await {
-                received.set(received.get() + n as u64);
+            if reverse {
+                // Until the client ends the test and closes the stream.
+                while let Ok(n @ 1..) = data.write(&buf).await {
+                    moved.set(moved.get() + n as u64);
+                }
+            } else {
+                while let Ok(n @ 1..) = data.read(&mut buf).await {
+                    moved.set(moved.get() + n as u64);
+                }
             }
         }));
     }
@@ -219,5 +229,5 @@ async fn run_test(
     // The client answers IPERF_DONE and closes; either ends the test.
     let _ = control.read(&mut byte).await;
     drop(streams);
-    Ok(bytes)
+    Ok((bytes, reverse))
 }

@@ -618,3 +618,50 @@ assert good, "the segment with the right checksum was not answered"
         common::text(&out.stderr)
     );
 }
+
+/// The stock iperf3 client against apps/iperf on hvt: an upload and a download (`-R`) of one
+/// second each, both of which must move data and report it.
+#[test]
+fn iperf3_uploads_to_and_downloads_from_hvt() {
+    if !fata_testkit::kvm() || !fata_testkit::program("iperf3", "iperf3") {
+        return;
+    }
+    let Some(ns) = Netns::create("iperf", 74) else {
+        return;
+    };
+    build("apps/iperf", "hvt");
+    let ipv4 = format!("{}/24", ns.guest());
+    let mut command = ns.fata();
+    command
+        .args([
+            "run",
+            "--release",
+            "--target",
+            "hvt",
+            "apps/iperf",
+            "--net",
+            "tap0",
+        ])
+        .args(["--", "--ipv4", &ipv4]);
+    let mut app = Running::start(command, "iperf: listening");
+    for reverse in [false, true] {
+        let mut client = ns.command("iperf3");
+        client.args(["-c", &ns.guest().to_string(), "-t", "1", "-J"]);
+        if reverse {
+            client.arg("-R");
+        }
+        let out = client.output().unwrap();
+        let report = common::text(&out.stdout);
+        assert!(out.status.success(), "iperf3 (reverse {reverse}): {report}");
+        let received = report
+            .split("\"sum_received\"")
+            .nth(1)
+            .and_then(|rest| rest.split("\"bytes\":").nth(1))
+            .and_then(|rest| rest.split([',', '}']).next())
+            .and_then(|bytes| bytes.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no received bytes in {report}"));
+        println!("iperf3 (reverse {reverse}): {received} bytes received in 1 s");
+        assert!(received > 10e6, "reverse {reverse}: only {received} bytes");
+    }
+    assert!(app.is_running(), "the unikernel stopped");
+}

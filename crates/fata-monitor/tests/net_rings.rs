@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 use fata_hvt_abi::{
-    BootInfo, DeviceInfo, ExitArgs, Hypercall, NET_RX_HEADER, NET_TX_HEADER, NetRingHeader,
-    YieldArgs, doorbell_address, net_tx_slot,
+    BootInfo, DeviceInfo, ExitArgs, Hypercall, NET_PACKET_MAX, NET_PACKET_MIN, NET_RX_HEADER,
+    NET_TX_HEADER, NetRingHeader, YieldArgs, doorbell_address, net_tx_slot,
 };
 use fata_hvt_codec::Codec;
 use fata_monitor::{AbiViolation, Config, Error, NetConfig, RingDefect};
@@ -145,9 +145,10 @@ const PRODUCED: u64 = offset_of!(NetRingHeader, produced) as u64;
 const CONSUMED: u64 = offset_of!(NetRingHeader, consumed) as u64;
 
 #[test]
-fn a_transmit_frame_longer_than_its_slot_ends_the_guest() {
+fn a_transmit_packet_of_a_length_outside_the_limits_ends_the_guest() {
     let tx0 = net_tx_slot(RX_SLOTS, TX_SLOTS, 0);
-    for len in [0xffff_u32, 2041, u32::MAX, 3] {
+    let too_long = NET_PACKET_MAX as u32 + 1;
+    for len in [too_long, u32::MAX, NET_PACKET_MIN as u32 - 1, 3] {
         let code = with_ring()
             .ring_u32(tx0, len)
             .ring_u32(NET_TX_HEADER + PRODUCED, 1);
@@ -162,6 +163,25 @@ fn a_transmit_frame_longer_than_its_slot_ends_the_guest() {
             }
         );
     }
+}
+
+#[test]
+fn a_transmit_packet_past_the_slots_produced_ends_the_guest() {
+    // 2,041 bytes take two slots (with the slot's header); one was published.
+    let tx0 = net_tx_slot(RX_SLOTS, TX_SLOTS, 0);
+    let code = with_ring()
+        .ring_u32(tx0, 2041)
+        .ring_u32(NET_TX_HEADER + PRODUCED, 1);
+    let Some(out) = run_with_tap(ring_doorbell(code).yield_loop()) else {
+        return;
+    };
+    assert_eq!(
+        violation(&out),
+        AbiViolation::NetRing {
+            handle: 0,
+            defect: RingDefect::PacketSpan { index: 0, slots: 2 }
+        }
+    );
 }
 
 #[test]
