@@ -5,6 +5,7 @@
 # the host kernel itself, all inside network namespaces this script creates and removes.
 #
 #   ns fata-bench       tap0 10.98.0.1/24   <- Fata hvt / unix-direct at 10.98.0.2
+#                       pk1  10.98.2.1/24   -- veth -- pk0 <- Fata hvt on AF_PACKET rings at 10.98.2.2
 #                       vb0  10.98.1.1/24   -- veth -- vb1 10.98.1.2 in ns fata-bench-peer
 #   ns fata-bench-peer  vb1  10.98.1.2/24   <- iperf3 -s (host kernel), Fata unix-socket
 #
@@ -49,6 +50,10 @@ ip -n $ns addr add 10.98.1.1/24 dev vb0
 ip -n $peer addr add 10.98.1.2/24 dev vb1
 ip -n $ns link set vb0 up
 ip -n $peer link set vb1 up
+ip -n $ns link add pk1 type veth peer name pk0
+ip -n $ns addr add 10.98.2.1/24 dev pk1
+ip -n $ns link set pk1 up
+ip -n $ns link set pk0 up
 
 in_ns() { ip netns exec "$1" "${@:2}"; }
 start() { # NS READY-TEXT COMMAND...: start a server on CPU 0 and wait for READY-TEXT on its stdout
@@ -76,6 +81,8 @@ udp() { # ADDR:PORT: requests/s
 
 declare -A result
 echo "bench/net: ${secs}s per run; servers on CPU 0, load on CPU 1; tap MTU 1500, veth MTU 1500"
+echo "rows: kernel = iperf3 -s; socket = Fata unix on host sockets; direct = Fata unix on a tap;"
+echo "      hvt = the unikernel on a tap; packet = the unikernel on AF_PACKET rings on a veth"
 
 start $peer "Server listening" iperf3 -s -p 5201 --forceflush
 result[tcp_kernel]=$(tcp 10.98.1.2); result[down_kernel]=$(tcp 10.98.1.2 -R); stop
@@ -95,20 +102,26 @@ if [ $hvt = 1 ]; then
   result[tcp_hvt]=$(tcp 10.98.0.2); result[down_hvt]=$(tcp 10.98.0.2 -R); stop
   start $ns "echo: serving" "$fata" run "$echo_hvt" --net tap0 --stats -- --ipv4 10.98.0.2/24
   result[udp_hvt]=$(udp 10.98.0.2:7); stop
+  # One MAC for both guests on the veth: unlike a tap, whose link goes down with its guest, a veth
+  # keeps the host's neighbour entry for the previous guest's MAC for a while.
+  start $ns "iperf: listening" "$fata" run "$iperf_hvt" --net packet:pk0 --mac 02:00:00:00:98:02 --stats -- --ipv4 10.98.2.2/24
+  result[tcp_packet]=$(tcp 10.98.2.2); result[down_packet]=$(tcp 10.98.2.2 -R); stop
+  start $ns "echo: serving" "$fata" run "$echo_hvt" --net packet:pk0 --mac 02:00:00:00:98:02 --stats -- --ipv4 10.98.2.2/24
+  result[udp_packet]=$(udp 10.98.2.2:7); stop
 fi
 
 printf '\n%-34s %12s %10s\n' "TCP upload (iperf3 -c, 1 stream)" "Gbit/s" "vs kernel"
-for k in kernel socket direct hvt; do
+for k in kernel socket direct hvt packet; do
   v=${result[tcp_$k]:-}; [ -z "$v" ] && continue
   printf '%-34s %12s %9.2fx\n' "$k" "$v" "$(python3 -c "print($v/${result[tcp_kernel]})")"
 done
 printf '\n%-34s %12s %10s\n' "TCP download (iperf3 -c -R, 1 stream)" "Gbit/s" "vs kernel"
-for k in kernel socket direct hvt; do
+for k in kernel socket direct hvt packet; do
   v=${result[down_$k]:-}; [ -z "$v" ] && continue
   printf '%-34s %12s %9.2fx\n' "$k" "$v" "$(python3 -c "print($v/${result[down_kernel]})")"
 done
 printf '\n%-34s %12s %10s\n' "UDP request-response (64 B, 32 in flight)" "req/s" "vs socket"
-for k in socket direct hvt; do
+for k in socket direct hvt packet; do
   v=${result[udp_$k]:-}; [ -z "$v" ] && continue
   printf '%-34s %12s %9.2fx\n' "$k" "$v" "$(python3 -c "print($v/${result[udp_socket]})")"
 done

@@ -4,7 +4,7 @@
 //! fata new NAME                                   a new app crate that builds and runs
 //! fata build [--target unix|hvt] [--release] [PATH]
 //!                                                 prints the executable's path as its last line
-//! fata run [--target unix|hvt] [--release] [PATH | IMAGE] [--mem SIZE] [--net [NAME=]TAP]
+//! fata run [--target unix|hvt] [--release] [PATH | IMAGE] [--mem SIZE] [--net [NAME=]TAP|packet:IFACE]
 //!          [--mac [NAME=]MAC] [--block [NAME=]FILE[:ro|:cow]] [--kv [NAME=]DIR|IMG] [--stats]
 //!          [-- APP ARGS...]
 //! fata disk create DIR -o IMG [--size N] [--label NAME] [--force]
@@ -105,9 +105,9 @@ struct ArrivalArgs {
     /// taken).
     #[arg(long)]
     name: Option<String>,
-    /// Attach network interface NAME (default `service`) to the tap TAP (default: the tap it
-    /// had).
-    #[arg(long, value_name = "[NAME=]TAP")]
+    /// Attach network interface NAME (default `service`) to the tap TAP or to `packet:IFACE`
+    /// (default: the link it had).
+    #[arg(long, value_name = "[NAME=]TAP|packet:IFACE")]
     net: Vec<String>,
     /// Back block device NAME (default `storage`) with FILE, of the same size as before
     /// (default: the file it had, in the mode it had).
@@ -155,8 +155,10 @@ struct RunArgs {
     /// Guest memory for hvt, e.g. 32M, 512K, 1G (default 32M).
     #[arg(long, value_parser = fata_disk::parse_size)]
     mem: Option<u64>,
-    /// A network interface backed by the tap device TAP, named NAME (default `service`).
-    #[arg(long, value_name = "[NAME=]TAP")]
+    /// A network interface named NAME (default `service`), backed by the tap device TAP, or on
+    /// hvt by the AF_PACKET rings of the existing interface IFACE (`packet:IFACE`: a veth, a
+    /// macvlan, a NIC).
+    #[arg(long, value_name = "[NAME=]TAP|packet:IFACE")]
     net: Vec<String>,
     /// The MAC address of network interface NAME (default `service`) on hvt, as 02:00:00:00:00:01;
     /// a random locally administered one otherwise.

@@ -665,3 +665,54 @@ fn iperf3_uploads_to_and_downloads_from_hvt() {
     }
     assert!(app.is_running(), "the unikernel stopped");
 }
+
+/// The echo on hvt attached to one end of a veth pair through AF_PACKET rings
+/// (`--net packet:IFACE`) instead of a tap: the whole check, garbage frames included, from the
+/// other end (named tap0 here, so the checks find it).
+#[test]
+fn echo_on_hvt_over_af_packet_rings_on_a_veth() {
+    if !fata_testkit::kvm() {
+        return;
+    }
+    let Some(ns) = Netns::create("packet", 75) else {
+        return;
+    };
+    let host = format!("10.{}.0.1/24", ns.subnet);
+    let steps: [&[&str]; 5] = [
+        &["ip", "link", "del", "tap0"],
+        &[
+            "ip", "link", "add", "tap0", "type", "veth", "peer", "name", "pk0",
+        ],
+        &["ip", "addr", "add", &host, "dev", "tap0"],
+        // As the namespace's tap had: room for the oversized garbage frames.
+        &["ip", "link", "set", "tap0", "mtu", "9000", "up"],
+        &["ip", "link", "set", "pk0", "mtu", "9000", "up"],
+    ];
+    for step in steps {
+        let out = ns.command(step[0]).args(&step[1..]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            step.join(" "),
+            common::text(&out.stderr)
+        );
+    }
+    let ipv4 = format!("{}/24", ns.guest());
+    let monitor = ["--mem", "96M", "--mac", "02:00:00:00:75:02"];
+    build("apps/echo", "hvt");
+    let mut command = ns.fata();
+    command
+        .args([
+            "run",
+            "--release",
+            "--target",
+            "hvt",
+            "apps/echo",
+            "--net",
+            "packet:pk0",
+        ])
+        .args(monitor)
+        .args(["--", "--ipv4", &ipv4]);
+    let mut app = Running::start(command, "echo: serving");
+    check_echo_over_tap(&ns, &mut app, ns.guest().into());
+}

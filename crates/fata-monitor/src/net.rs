@@ -43,8 +43,9 @@ use fata_hvt_abi::{
     PAGE_SIZE, YIELD_FOREVER, doorbell_address, net_packet_slots, net_ring_len, net_rx_slot,
     net_tx_slot,
 };
+use fata_packet::PacketRing;
 use fata_snapshot::NetState;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::io;
 use std::mem::offset_of;
@@ -68,6 +69,11 @@ const FRAME: u64 = size_of::<NetSlotHeader>() as u64;
 const _: () = assert!(
     fata_tap::VNET_HDR_LEN as u64 == NET_VNET_HDR_LEN,
     "the tap speaks the rings' virtio-net header"
+);
+const _: () = assert!(
+    fata_packet::VNET_HDR_LEN as u64 == NET_VNET_HDR_LEN
+        && fata_packet::FRAME_MAX as u64 >= fata_hvt_abi::NET_FRAME_MAX,
+    "the AF_PACKET rings carry the rings' packets"
 );
 /// Offset of `gso_type` in the virtio-net header.
 const GSO_TYPE: usize = 1;
@@ -125,10 +131,10 @@ struct Device {
     name: String,
     handle: u32,
     mac: [u8; 6],
-    tap: File,
-    /// What the tap offloads, as [`DeviceInfo::offloads`] says.
+    link: HostLink,
+    /// What the host link offloads, as [`DeviceInfo::offloads`] says.
     offloads: u64,
-    /// The tap interface's name.
+    /// The host link as given: a tap's name, or `packet:IFACE`.
     tap_name: String,
     ring_addr: u64,
     rx_produced: Cell<u32>,
@@ -139,12 +145,55 @@ struct Device {
     counters: Counters,
 }
 
+/// Where a device's frames meet the host.
+enum HostLink {
+    /// A tap device, speaking the rings' virtio-net header and offloads.
+    Tap(File),
+    /// An AF_PACKET socket's rings on an existing interface (`packet:IFACE`), with the kernel's
+    /// virtio-net header and offloads where it has them (plain frames otherwise).
+    Packet(RefCell<PacketRing>),
+}
+
+/// What `--net` names after `packet:` to attach to an interface's AF_PACKET rings.
+const PACKET_PREFIX: &str = "packet:";
+
+impl HostLink {
+    /// Opens `spec`: `packet:IFACE` or a tap's name; returns the link and its offloads.
+    fn open(spec: &str) -> io::Result<(HostLink, u64)> {
+        const ALL: u64 = NET_OFFLOAD_CSUM | NET_OFFLOAD_TSO4 | NET_OFFLOAD_TSO6;
+        if let Some(iface) = spec.strip_prefix(PACKET_PREFIX) {
+            let ring = PacketRing::open(iface)?;
+            let offloads = if ring.offloads() { ALL } else { 0 };
+            return Ok((HostLink::Packet(RefCell::new(ring)), offloads));
+        }
+        let (tap, granted) = fata_tap::open_offloading(spec)?;
+        let offloads = [
+            (granted.csum, NET_OFFLOAD_CSUM),
+            (granted.tso4, NET_OFFLOAD_TSO4),
+            (granted.tso6, NET_OFFLOAD_TSO6),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |set, (_, bit)| set | bit);
+        Ok((HostLink::Tap(tap), offloads))
+    }
+
+    /// The descriptor that is readable when frames wait.
+    fn fd(&self) -> RawFd {
+        match self {
+            HostLink::Tap(tap) => tap.as_raw_fd(),
+            HostLink::Packet(ring) => ring.borrow().as_raw_fd(),
+        }
+    }
+}
+
 /// A network device that cannot be set up: its tap cannot be opened, or no MAC address made.
 #[derive(Debug, Error)]
 #[error(
-    "cannot set up network device {name} on tap {tap}: {source}\nhint: the monitor attaches to \
+    "cannot set up network device {name} on {tap}: {source}\nhint: the monitor attaches to \
      the tap interface (creating it when it is missing), which needs root or CAP_NET_ADMIN and \
-     /dev/net/tun; `ip tuntap add dev {tap} mode tap` creates one ahead of time"
+     /dev/net/tun; `ip tuntap add dev TAP mode tap` creates one ahead of time; `packet:IFACE` \
+     attaches to the AF_PACKET rings of an interface that exists and is up (root or CAP_NET_RAW)"
 )]
 pub struct NetSetupError {
     /// The device's name.
@@ -206,15 +255,7 @@ impl Nets {
                 tap: config.tap.clone(),
                 source,
             };
-            let (tap, granted) = fata_tap::open_offloading(&config.tap).map_err(fail)?;
-            let offloads = [
-                (granted.csum, NET_OFFLOAD_CSUM),
-                (granted.tso4, NET_OFFLOAD_TSO4),
-                (granted.tso6, NET_OFFLOAD_TSO6),
-            ]
-            .iter()
-            .filter(|(on, _)| *on)
-            .fold(0, |set, (_, bit)| set | bit);
+            let (link, offloads) = HostLink::open(&config.tap).map_err(fail)?;
             let mac = match config.mac {
                 Some(mac) => mac,
                 None => fata_tap::random_mac().map_err(fail)?,
@@ -223,7 +264,7 @@ impl Nets {
                 name: config.name.clone(),
                 handle: handle as u32,
                 mac,
-                tap,
+                link,
                 offloads,
                 tap_name: config.tap.clone(),
                 ring_addr: 0,
@@ -396,7 +437,7 @@ impl Nets {
             .map_err(|e| Stop::Host("mapping a network ring", io::Error::other(e)))?;
         let mut port = Port {
             ring,
-            tap: &device.tap,
+            link: &device.link,
             counters: &device.counters,
             rx_produced: device.rx_produced.get(),
             tx_consumed: device.tx_consumed.get(),
@@ -517,7 +558,7 @@ impl Nets {
             .iter()
             .filter(|d| interest & (1 << d.handle) != 0)
         {
-            taps[taps_watched] = d.tap.as_raw_fd();
+            taps[taps_watched] = d.link.fd();
             taps_watched += 1;
         }
         // Whether frames were already waiting when the guest yielded, having arrived before any
@@ -619,7 +660,7 @@ struct Work {
 /// One pass's view of a device: the ring memory, checked once, and the monitor's own indices.
 struct Port<'a, B: BitmapSlice> {
     ring: VolatileSlice<'a, B>,
-    tap: &'a File,
+    link: &'a HostLink,
     counters: &'a Counters,
     rx_produced: u32,
     tx_consumed: u32,
@@ -683,17 +724,14 @@ impl<B: BitmapSlice> Port<'_, B> {
                     .subslice((slot + FRAME) as usize, len as usize)
                     .map_err(|_| RingDefect::FrameLength { index, len })?;
                 let segmented = packet.load::<u8>(GSO_TYPE, Ordering::Relaxed).unwrap_or(0) != 0;
-                let mut tap = self.tap;
-                // The kernel checks the header; one it rejects fails the write.
-                match tap.write_volatile(&packet) {
-                    Ok(_) => {
-                        Counters::add(&self.counters.frames_out, 1);
-                        Counters::add(&self.counters.bytes_out, u64::from(len) - NET_VNET_HDR_LEN);
-                        if segmented {
-                            Counters::add(&self.counters.segmented_out, 1);
-                        }
+                if self.write_out(&packet) {
+                    Counters::add(&self.counters.frames_out, 1);
+                    Counters::add(&self.counters.bytes_out, u64::from(len) - NET_VNET_HDR_LEN);
+                    if segmented {
+                        Counters::add(&self.counters.segmented_out, 1);
                     }
-                    Err(_) => Counters::add(&self.counters.dropped_out, 1),
+                } else {
+                    Counters::add(&self.counters.dropped_out, 1);
                 }
                 sent += 1;
                 slots
@@ -702,6 +740,10 @@ impl<B: BitmapSlice> Port<'_, B> {
                 return Err(RingDefect::PacketSpan { index, slots });
             }
             self.tx_consumed = index.wrapping_add(slots);
+        }
+        if let HostLink::Packet(ring) = self.link {
+            // One system call sends the batch; a failure loses it as a congested wire would.
+            let _ = ring.borrow_mut().flush();
         }
         if pending > 0 {
             self.store(
@@ -713,12 +755,40 @@ impl<B: BitmapSlice> Port<'_, B> {
         Ok(sent)
     }
 
-    /// Reads what the tap holds into free receive slots, one `read` per packet; returns how
-    /// many packets. A read goes where the longest packet fits without passing the ring's end:
-    /// when the slots left before the end are too few, the packet goes to the ring's first slot
-    /// and the slot before it is marked [`NET_SLOT_WRAP`].
+    /// Hands one packet to the host link; `false` when it refused it. The kernel checks a
+    /// tap's virtio-net header (a bad one fails the write); an AF_PACKET link grants no offloads,
+    /// so a packet asking for one is refused here, and the frame goes into its transmit ring
+    /// (after one flush, if the ring was full).
+    fn write_out(&self, packet: &VolatileSlice<'_, B>) -> bool {
+        match self.link {
+            HostLink::Tap(tap) => {
+                let mut tap = tap;
+                tap.write_volatile(packet).is_ok()
+            }
+            HostLink::Packet(ring) => {
+                let mut vnet = [0u8; NET_VNET_HDR_LEN as usize];
+                let header = packet.subslice(0, vnet.len()).map(|h| h.copy_to(&mut vnet));
+                let Ok(frame) = packet.offset(vnet.len()) else {
+                    return false;
+                };
+                if header.is_err() {
+                    return false;
+                }
+                let mut ring = ring.borrow_mut();
+                let copy = |buf: &mut [u8]| {
+                    frame.copy_to(buf);
+                };
+                ring.queue(&vnet, frame.len(), copy)
+                    || (ring.flush().is_ok() && ring.queue(&vnet, frame.len(), copy))
+            }
+        }
+    }
+
+    /// Moves what the host link holds into free receive slots; returns how many packets. A
+    /// packet never passes the ring's end: when the slots left before the end are too few, it
+    /// goes to the ring's first slot and the slot where it would have started is marked
+    /// [`NET_SLOT_WRAP`].
     fn receive(&mut self) -> Result<u32, RingDefect> {
-        let mut received = 0;
         let consumed = self.load(NET_RX_HEADER + CONSUMED, Ordering::Acquire);
         let used = self.rx_produced.wrapping_sub(consumed);
         if used > RX_SLOTS {
@@ -728,48 +798,16 @@ impl<B: BitmapSlice> Port<'_, B> {
             });
         }
         let mut room = RX_SLOTS - used;
-        // Bounded, so that a tap full of oversized frames cannot keep the thread here.
-        for _ in 0..2 * RX_SLOTS {
-            let tail = RX_SLOTS - self.rx_produced % RX_SLOTS;
-            let skip = if tail < NET_PACKET_SLOTS_MAX { tail } else { 0 };
-            if room < skip + NET_PACKET_SLOTS_MAX {
-                break;
+        let received = match self.link {
+            HostLink::Tap(tap) => self.receive_tap(tap, &mut room),
+            HostLink::Packet(ring) => {
+                let (taken, dropped) = ring
+                    .borrow_mut()
+                    .receive(|vnet, frame| self.place_frame(vnet, frame, &mut room));
+                Counters::add(&self.counters.dropped_in, dropped as u64);
+                taken as u32
             }
-            let index = self.rx_produced.wrapping_add(skip);
-            let slot = net_rx_slot(RX_SLOTS, index);
-            let Ok(mut buf) = self
-                .ring
-                .subslice((slot + FRAME) as usize, NET_PACKET_MAX as usize)
-            else {
-                break;
-            };
-            match read_packet(self.tap, &mut buf) {
-                Ok(0) => break,
-                // A tap reports a packet's whole length even when the buffer was shorter.
-                Ok(n) if n as u64 > NET_PACKET_MAX => Counters::add(&self.counters.dropped_in, 1),
-                Ok(n) => {
-                    if skip > 0 {
-                        let wrap = net_rx_slot(RX_SLOTS, self.rx_produced);
-                        self.store(wrap, 0, Ordering::Relaxed);
-                        self.store(wrap + FLAGS, NET_SLOT_WRAP, Ordering::Relaxed);
-                    }
-                    self.store(slot, n as u32, Ordering::Relaxed);
-                    self.store(slot + FLAGS, 0, Ordering::Relaxed);
-                    let slots = skip + net_packet_slots(n as u64);
-                    self.rx_produced = self.rx_produced.wrapping_add(slots);
-                    room -= slots;
-                    received += 1;
-                    let frame = (n as u64).saturating_sub(NET_VNET_HDR_LEN);
-                    Counters::add(&self.counters.frames_in, 1);
-                    Counters::add(&self.counters.bytes_in, frame);
-                    if n as u64 > PLAIN_PACKET_MAX {
-                        Counters::add(&self.counters.large_in, 1);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
+        };
         if received > 0 {
             self.store(
                 NET_RX_HEADER + PRODUCED,
@@ -778,6 +816,87 @@ impl<B: BitmapSlice> Port<'_, B> {
             );
         }
         Ok(received)
+    }
+
+    /// Where a received packet of `slots` slots goes, with `room` free: the slots to skip first
+    /// (a wrap) and the index it starts at; `None` without room.
+    fn placement(&self, slots: u32, room: u32) -> Option<(u32, u32)> {
+        let tail = RX_SLOTS - self.rx_produced % RX_SLOTS;
+        let skip = if tail < slots { tail } else { 0 };
+        (room >= skip + slots).then(|| (skip, self.rx_produced.wrapping_add(skip)))
+    }
+
+    /// Publishes-to-be a packet of `len` bytes at `index` after `skip` wrap slots: writes the
+    /// slot headers, moves the monitor's index and counts it.
+    fn placed(&mut self, skip: u32, index: u32, len: u64, room: &mut u32) {
+        if skip > 0 {
+            let wrap = net_rx_slot(RX_SLOTS, self.rx_produced);
+            self.store(wrap, 0, Ordering::Relaxed);
+            self.store(wrap + FLAGS, NET_SLOT_WRAP, Ordering::Relaxed);
+        }
+        let slot = net_rx_slot(RX_SLOTS, index);
+        self.store(slot, len as u32, Ordering::Relaxed);
+        self.store(slot + FLAGS, 0, Ordering::Relaxed);
+        let slots = skip + net_packet_slots(len);
+        self.rx_produced = self.rx_produced.wrapping_add(slots);
+        *room -= slots;
+        Counters::add(&self.counters.frames_in, 1);
+        Counters::add(
+            &self.counters.bytes_in,
+            len.saturating_sub(NET_VNET_HDR_LEN),
+        );
+        if len > PLAIN_PACKET_MAX {
+            Counters::add(&self.counters.large_in, 1);
+        }
+    }
+
+    /// Reads packets from the tap, one `read` each, into room for the longest packet: when the
+    /// slots left before the ring's end are too few, at the ring's first slot after a wrap.
+    fn receive_tap(&mut self, tap: &File, room: &mut u32) -> u32 {
+        let mut received = 0;
+        // Bounded, so that a tap full of oversized frames cannot keep the thread here.
+        for _ in 0..2 * RX_SLOTS {
+            let Some((skip, index)) = self.placement(NET_PACKET_SLOTS_MAX, *room) else {
+                break;
+            };
+            let slot = net_rx_slot(RX_SLOTS, index);
+            let Ok(mut buf) = self
+                .ring
+                .subslice((slot + FRAME) as usize, NET_PACKET_MAX as usize)
+            else {
+                break;
+            };
+            match read_packet(tap, &mut buf) {
+                Ok(0) => break,
+                // A tap reports a packet's whole length even when the buffer was shorter.
+                Ok(n) if n as u64 > NET_PACKET_MAX => Counters::add(&self.counters.dropped_in, 1),
+                Ok(n) => {
+                    self.placed(skip, index, n as u64, room);
+                    received += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        received
+    }
+
+    /// Copies a frame and its virtio-net header from an AF_PACKET ring into the receive ring;
+    /// `false` when it does not fit now.
+    fn place_frame(&mut self, vnet: &[u8], frame: &[u8], room: &mut u32) -> bool {
+        let len = NET_VNET_HDR_LEN + frame.len() as u64;
+        let Some((skip, index)) = self.placement(net_packet_slots(len), *room) else {
+            return false;
+        };
+        let at = (net_rx_slot(RX_SLOTS, index) + FRAME) as usize;
+        let Ok(packet) = self.ring.subslice(at, len as usize) else {
+            return false;
+        };
+        if packet.write_slice(vnet, 0).is_err() || packet.write_slice(frame, vnet.len()).is_err() {
+            return false;
+        }
+        self.placed(skip, index, len, room);
+        true
     }
 }
 
@@ -820,7 +939,7 @@ mod tests {
         assert_eq!(made, 0);
         // SAFETY: both descriptors are fresh and owned by nothing else.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        let (tap, mut sender) = (File::from(read), File::from(write));
+        let (tap, mut sender) = (HostLink::Tap(File::from(read)), File::from(write));
         sender.write_all(&[0xaa; 60]).unwrap();
         let ram = GuestRam::new(4 << 20).unwrap();
         ram.take_dirty();
@@ -829,7 +948,7 @@ mod tests {
             ring: ram
                 .slice(GuestAddr(0), net_ring_len(RX_SLOTS, TX_SLOTS))
                 .unwrap(),
-            tap: &tap,
+            link: &tap,
             counters: &counters,
             rx_produced: 0,
             tx_consumed: 0,
@@ -852,7 +971,7 @@ mod tests {
             name: name.into(),
             handle,
             mac: [2, 0, 0, 0, 0, handle as u8],
-            tap: null_file().try_clone().unwrap(),
+            link: null_link(),
             offloads: 0,
             tap_name: format!("tap{handle}"),
             ring_addr: 0x10_0000 * u64::from(handle + 1),
@@ -900,18 +1019,23 @@ mod tests {
     /// A guest-memory ring with the monitor's logic, no tap traffic.
     fn port_on<'a>(
         ram: &'a GuestRam,
-        tap: &'static File,
+        link: &'a HostLink,
         counters: &'a Counters,
     ) -> Port<'a, impl BitmapSlice> {
         Port {
             ring: ram
                 .slice(GuestAddr(0), net_ring_len(RX_SLOTS, TX_SLOTS))
                 .unwrap(),
-            tap,
+            link,
             counters,
             rx_produced: 0,
             tx_consumed: 0,
         }
+    }
+
+    /// A host link over /dev/null: nothing to receive, everything sent is taken.
+    fn null_link() -> HostLink {
+        HostLink::Tap(null_file().try_clone().unwrap())
     }
 
     fn null_file() -> &'static File {
@@ -954,7 +1078,7 @@ mod tests {
                 name: format!("net{handle}"),
                 handle,
                 mac: [2, 0, 0, 0, 0, handle as u8],
-                tap: null_file().try_clone().unwrap(),
+                link: null_link(),
                 offloads: 0,
                 tap_name: format!("null{handle}"),
                 ring_addr: 0,
@@ -1008,9 +1132,10 @@ mod tests {
         let ram = GuestRam::new(4 << 20).unwrap();
         let put = |offset: u64, v: u32| ram.write(GuestAddr(offset), &v.to_le_bytes()).unwrap();
         let counters = Counters::default();
+        let null = null_link();
         // Transmit index far ahead of the monitor's.
         put(NET_TX_HEADER + PRODUCED, 0x8000_0000);
-        let mut port = port_on(&ram, null_file(), &counters);
+        let mut port = port_on(&ram, &null, &counters);
         assert!(matches!(port.step(false), Err(RingDefect::TxIndex { .. })));
         // One packet longer than any, then ones too short.
         for len in [
@@ -1021,7 +1146,7 @@ mod tests {
         ] {
             put(NET_TX_HEADER + PRODUCED, 1);
             put(net_tx_slot(RX_SLOTS, TX_SLOTS, 0), len);
-            let mut port = port_on(&ram, null_file(), &counters);
+            let mut port = port_on(&ram, &null, &counters);
             assert_eq!(
                 port.step(false).unwrap_err(),
                 RingDefect::FrameLength { index: 0, len }
@@ -1030,13 +1155,13 @@ mod tests {
         // A packet of 3 slots published as 2, and one that would run past the ring's end.
         put(net_tx_slot(RX_SLOTS, TX_SLOTS, 0), 5000);
         put(NET_TX_HEADER + PRODUCED, 2);
-        let mut port = port_on(&ram, null_file(), &counters);
+        let mut port = port_on(&ram, &null, &counters);
         let span = RingDefect::PacketSpan { index: 0, slots: 3 };
         assert_eq!(port.step(false).unwrap_err(), span);
         let last = TX_SLOTS - 1;
         put(net_tx_slot(RX_SLOTS, TX_SLOTS, last), 3000);
         put(NET_TX_HEADER + PRODUCED, last + 2);
-        let mut port = port_on(&ram, null_file(), &counters);
+        let mut port = port_on(&ram, &null, &counters);
         port.tx_consumed = last;
         let span = RingDefect::PacketSpan {
             index: last,
@@ -1046,7 +1171,7 @@ mod tests {
         // A wrap claiming more slots than were produced.
         put(net_tx_slot(RX_SLOTS, TX_SLOTS, 1) + FLAGS, NET_SLOT_WRAP);
         put(NET_TX_HEADER + PRODUCED, 2);
-        let mut port = port_on(&ram, null_file(), &counters);
+        let mut port = port_on(&ram, &null, &counters);
         port.tx_consumed = 1;
         let span = RingDefect::PacketSpan {
             index: 1,
@@ -1060,7 +1185,7 @@ mod tests {
         put(net_tx_slot(RX_SLOTS, TX_SLOTS, last) + FLAGS, NET_SLOT_WRAP);
         put(net_tx_slot(RX_SLOTS, TX_SLOTS, 0), 5000);
         put(NET_TX_HEADER + PRODUCED, last - 1 + 1 + 1 + 3);
-        let mut port = port_on(&ram, null_file(), &counters);
+        let mut port = port_on(&ram, &null, &counters);
         port.tx_consumed = last - 1;
         let work = port.step(false).unwrap();
         assert_eq!(work.sent, 2);
