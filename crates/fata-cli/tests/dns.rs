@@ -401,6 +401,20 @@ fn zones_image(dir: &Path) -> std::path::PathBuf {
     image
 }
 
+/// apps/dns on hvt inside `ns`, over tap0, serving the master files `forward` and `reverse` at
+/// the addresses `addresses` give.
+fn start_with_zones(ns: &Netns, forward: &Path, reverse: &Path, addresses: &[&str]) -> Running {
+    let mut command = ns.fata();
+    command
+        .args(["run", "--release", "--target", "hvt", "apps/dns"])
+        .args(["--net", "tap0", "--", "--zone"])
+        .arg(forward)
+        .arg("--zone")
+        .arg(reverse)
+        .args(addresses);
+    Running::start(command, "dns: serving")
+}
+
 /// The keys the compiled zones have in the image.
 const ZONE_KEYS: [&str; 4] = [
     "--zone",
@@ -421,15 +435,7 @@ fn dns_on_hvt_serves_a_forward_and_a_reverse_zone() {
     let (forward, reverse) = write_zones(dir.path());
     build("apps/dns", "hvt");
     let ipv4 = format!("{}/24", ns.guest());
-    let mut command = ns.fata();
-    command
-        .args(["run", "--release", "--target", "hvt", "apps/dns"])
-        .args(["--net", "tap0", "--", "--zone"])
-        .arg(&forward)
-        .arg("--zone")
-        .arg(&reverse)
-        .args(["--ipv4", &ipv4]);
-    let mut app = Running::start(command, "dns: serving");
+    let mut app = start_with_zones(&ns, &forward, &reverse, &["--ipv4", &ipv4]);
     assert_serves_both(&app.ready_line);
     let server = SocketAddr::from((ns.guest(), 53));
     ns.run(|| assert_both_zones_answered(server));
@@ -480,15 +486,8 @@ fn dns_on_hvt_answers_over_ipv6() {
     let (forward, reverse) = write_zones(dir.path());
     build("apps/dns", "hvt");
     let ipv6 = format!("{}/64", ns.guest6());
-    let mut command = ns.fata();
-    command
-        .args(["run", "--release", "--target", "hvt", "apps/dns"])
-        .args(["--net", "tap0", "--", "--zone"])
-        .arg(&forward)
-        .arg("--zone")
-        .arg(&reverse)
-        .args(["--ipv4", "off", "--ipv6", &ipv6]);
-    let mut app = Running::start(command, "dns: serving");
+    let addresses = ["--ipv4", "off", "--ipv6", &ipv6];
+    let mut app = start_with_zones(&ns, &forward, &reverse, &addresses);
     assert_serves_both(&app.ready_line);
     ns.run(|| assert_both_zones_answered(SocketAddr::from((ns.guest6(), 53))));
     assert!(app.is_running(), "the unikernel stopped");

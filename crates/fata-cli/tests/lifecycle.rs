@@ -110,10 +110,7 @@ fn bridge(ns: &Netns) {
         &["ip", "addr", "add", &host, "dev", "br0"],
         &["ip", "link", "set", "br0", "up"],
     ];
-    for step in steps {
-        let out = ns.command(step[0]).args(&step[1..]).output().unwrap();
-        assert!(out.status.success(), "{step:?}: {}", text(&out.stderr));
-    }
+    ns.run_steps(&steps);
 }
 
 /// Bytes a memory file takes on disk.

@@ -126,16 +126,7 @@ s.send(frame(0x86dd, ipv6(17, os.urandom(8), length=0xffff))); sent += 1  # leng
 print(sent)
 "#
     .replace("SUBNET", &ns.subnet.to_string());
-    let out = ns
-        .command("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "sending garbage: {}",
-        common::text(&out.stderr)
-    );
+    run_python(ns, &script, "sending garbage");
 }
 
 fn ping(ns: &Netns, guest: IpAddr) {
@@ -336,17 +327,38 @@ fn echo_on_hvt_gets_its_address_from_dhcp() {
     });
 }
 
-/// Runs apps/echo on `target` inside `ns` over tap0, with the app's arguments `app_args`.
-fn start_echo(ns: &Netns, target: &str, monitor_args: &[&str], app_args: &[&str]) -> Running {
+/// `fata run` of apps/echo (built first) on `target` inside `ns`, its interface on `link` (a tap
+/// or `packet:IFACE`), with the monitor's and the app's arguments.
+fn echo_command(
+    ns: &Netns,
+    target: &str,
+    link: &str,
+    monitor_args: &[&str],
+    app_args: &[&str],
+) -> std::process::Command {
     build("apps/echo", target);
     let mut command = ns.fata();
     command
         .args(["run", "--release", "--target", target, "apps/echo"])
-        .args(["--net", "tap0"])
+        .args(["--net", link])
         .args(monitor_args)
         .arg("--")
         .args(app_args);
-    Running::start(command, "echo: serving")
+    command
+}
+
+/// Starts apps/echo as [`echo_command`] makes it and waits until it serves.
+fn start_echo(
+    ns: &Netns,
+    target: &str,
+    link: &str,
+    monitor_args: &[&str],
+    app_args: &[&str],
+) -> Running {
+    Running::start(
+        echo_command(ns, target, link, monitor_args, app_args),
+        "echo: serving",
+    )
 }
 
 #[test]
@@ -360,7 +372,13 @@ fn echo_on_hvt_over_an_ipv6_only_link() {
     let ipv6 = format!("{}/64", ns.guest6());
     // 200 connections with their socket buffers take about 25 MiB of heap.
     let monitor = ["--mem", "96M", "--mac", "02:00:00:00:87:02"];
-    let mut app = start_echo(&ns, "hvt", &monitor, &["--ipv4", "off", "--ipv6", &ipv6]);
+    let mut app = start_echo(
+        &ns,
+        "hvt",
+        "tap0",
+        &monitor,
+        &["--ipv4", "off", "--ipv6", &ipv6],
+    );
     assert!(
         app.ready_line
             .contains(&format!("on {ipv6}, fe80::ff:fe00:8702/64 ")),
@@ -387,7 +405,13 @@ fn echo_on_unix_direct_over_an_ipv6_only_link() {
         return;
     };
     let ipv6 = format!("{}/64", ns.guest6());
-    let mut app = start_echo(&ns, "unix", &[], &["--ipv4", "off", "--ipv6", &ipv6]);
+    let mut app = start_echo(
+        &ns,
+        "unix",
+        "tap0",
+        &[],
+        &["--ipv4", "off", "--ipv6", &ipv6],
+    );
     check_echo_over_tap(&ns, &mut app, ns.guest6().into());
 }
 
@@ -427,7 +451,7 @@ fn echo_on_hvt_takes_its_ipv6_address_from_router_advertisements() {
         .spawn()
         .expect("radvd starts");
     let monitor = ["--mem", "96M", "--mac", "02:00:00:00:89:02"];
-    let mut app = start_echo(&ns, "hvt", &monitor, &["--ipv4", "off"]);
+    let mut app = start_echo(&ns, "hvt", "tap0", &monitor, &["--ipv4", "off"]);
     let slaac: Ipv6Addr = format!("fd00:{:x}::ff:fe00:8902", ns.subnet)
         .parse()
         .unwrap();
@@ -481,55 +505,32 @@ fn large_segments_cross_a_routed_1500_byte_hop() {
         format!("10.{}.1.1/24", ns.subnet),
         format!("10.{}.1.2/24", ns.subnet),
     );
-    let steps: [(&Netns, &[&str]); 7] = [
-        (&ns, &["ip", "link", "set", "tap0", "mtu", "1500"]),
-        (
-            &ns,
-            &[
-                "ip", "link", "add", "vr0", "type", "veth", "peer", "name", "vp0", "netns",
-                &peer.name,
-            ],
-        ),
-        (&ns, &["ip", "addr", "add", &router, "dev", "vr0"]),
-        (&ns, &["ip", "link", "set", "vr0", "mtu", "1500", "up"]),
-        (&ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]),
-        (&peer, &["ip", "addr", "add", &far, "dev", "vp0"]),
-        (&peer, &["ip", "link", "set", "vp0", "mtu", "1500", "up"]),
-    ];
-    for (ns, step) in steps {
-        let out = ns.command(step[0]).args(&step[1..]).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            step.join(" "),
-            common::text(&out.stderr)
-        );
-    }
+    ns.run_steps(&[
+        &["ip", "link", "set", "tap0", "mtu", "1500"],
+        &[
+            "ip", "link", "add", "vr0", "type", "veth", "peer", "name", "vp0", "netns", &peer.name,
+        ],
+        &["ip", "addr", "add", &router, "dev", "vr0"],
+        &["ip", "link", "set", "vr0", "mtu", "1500", "up"],
+        &["sysctl", "-qw", "net.ipv4.ip_forward=1"],
+    ]);
     let gateway = format!("10.{}.1.1", ns.subnet);
-    let out = peer
-        .command("ip")
-        .args(["route", "add", "default", "via", &gateway])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    peer.run_steps(&[
+        &["ip", "addr", "add", &far, "dev", "vp0"],
+        &["ip", "link", "set", "vp0", "mtu", "1500", "up"],
+        &["ip", "route", "add", "default", "via", &gateway],
+    ]);
 
     let ipv4 = format!("{}/24", ns.guest());
     let host = format!("10.{}.0.1", ns.subnet);
     let stats = tempfile::tempfile().unwrap();
-    build("apps/echo", "hvt");
-    let mut command = ns.fata();
-    command
-        .args([
-            "run",
-            "--release",
-            "--target",
-            "hvt",
-            "apps/echo",
-            "--net",
-            "tap0",
-        ])
-        .args(["--mac", "02:00:00:00:93:02", "--mem", "64M", "--stats"])
-        .args(["--", "--ipv4", &ipv4, "--ipv4-gateway", &host]);
+    let command = echo_command(
+        &ns,
+        "hvt",
+        "tap0",
+        &["--mac", "02:00:00:00:93:02", "--mem", "64M", "--stats"],
+        &["--ipv4", &ipv4, "--ipv4-gateway", &host],
+    );
     let mut app = Running::start_with_stderr(command, "echo: serving", stats.try_clone().unwrap());
     let addr = SocketAddr::from((ns.guest(), 7));
     let started = std::time::Instant::now();
@@ -606,14 +607,15 @@ assert not any(bad), "a segment with a wrong checksum was answered"
 assert good, "the segment with the right checksum was not answered"
 "#
     .replace("SUBNET", &ns.subnet.to_string());
-    let out = ns
-        .command("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
+    run_python(ns, &script, "checking checksums");
+}
+
+/// Runs a Python `script` inside `ns`, failing the test with its output when it fails.
+fn run_python(ns: &Netns, script: &str, what: &str) {
+    let out = ns.command("python3").args(["-c", script]).output().unwrap();
     assert!(
         out.status.success(),
-        "{}{}",
+        "{what}: {}{}",
         common::text(&out.stdout),
         common::text(&out.stderr)
     );
@@ -678,7 +680,7 @@ fn echo_on_hvt_over_af_packet_rings_on_a_veth() {
         return;
     };
     let host = format!("10.{}.0.1/24", ns.subnet);
-    let steps: [&[&str]; 5] = [
+    ns.run_steps(&[
         &["ip", "link", "del", "tap0"],
         &[
             "ip", "link", "add", "tap0", "type", "veth", "peer", "name", "pk0",
@@ -687,32 +689,9 @@ fn echo_on_hvt_over_af_packet_rings_on_a_veth() {
         // As the namespace's tap had: room for the oversized garbage frames.
         &["ip", "link", "set", "tap0", "mtu", "9000", "up"],
         &["ip", "link", "set", "pk0", "mtu", "9000", "up"],
-    ];
-    for step in steps {
-        let out = ns.command(step[0]).args(&step[1..]).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            step.join(" "),
-            common::text(&out.stderr)
-        );
-    }
+    ]);
     let ipv4 = format!("{}/24", ns.guest());
     let monitor = ["--mem", "96M", "--mac", "02:00:00:00:75:02"];
-    build("apps/echo", "hvt");
-    let mut command = ns.fata();
-    command
-        .args([
-            "run",
-            "--release",
-            "--target",
-            "hvt",
-            "apps/echo",
-            "--net",
-            "packet:pk0",
-        ])
-        .args(monitor)
-        .args(["--", "--ipv4", &ipv4]);
-    let mut app = Running::start(command, "echo: serving");
+    let mut app = start_echo(&ns, "hvt", "packet:pk0", &monitor, &["--ipv4", &ipv4]);
     check_echo_over_tap(&ns, &mut app, ns.guest().into());
 }

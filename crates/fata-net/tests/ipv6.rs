@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_same, pattern, read_to_end, run, spawn_echo};
+use common::{assert_same, pattern, read_to_end, run, spawn_echo, spawn_udp_echo};
 use fata_net::{
     Config, Ipv4Addr, Ipv4Cidr, Ipv6Addr, Ipv6Cidr, Ipv6Config, Loopback, SocketAddr, Stack,
     TcpStream, UdpSocket,
@@ -38,15 +38,7 @@ async fn echo_both_ways(server_stack: &Stack, client_stack: &Stack, server: Ipv6
     stream.shutdown();
     assert_same(&read_to_end(&mut stream).await.unwrap(), &sent);
 
-    let socket = UdpSocket::bind(server_stack, 53).unwrap();
-    fata::spawn(async move {
-        let mut buf = [0; 2048];
-        loop {
-            let (n, from) = socket.recv_from(&mut buf).await.unwrap();
-            socket.send_to(&buf[..n], from).await.unwrap();
-        }
-    })
-    .detach();
+    spawn_udp_echo(UdpSocket::bind(server_stack, 53).unwrap());
     let client = UdpSocket::bind(client_stack, 0).unwrap();
     let mut buf = [0; 2048];
     // 1452 bytes is the most an IPv6 UDP datagram carries in a 1500-byte frame.

@@ -2,26 +2,14 @@
 
 mod common;
 
-use common::{CLIENT, pattern, run, server, stacks};
+use common::{CLIENT, pattern, run, server, spawn_udp_echo, stacks};
 use fata_net::{Datagrams, NetError, SocketAddr, Tuning, UdpSocket};
-
-/// Answers every datagram on `port` with the same bytes, one at a time.
-fn spawn_echo(socket: UdpSocket) {
-    fata::spawn(async move {
-        let mut buf = [0; 2048];
-        loop {
-            let (n, from) = socket.recv_from(&mut buf).await.unwrap();
-            socket.send_to(&buf[..n], from).await.unwrap();
-        }
-    })
-    .detach();
-}
 
 #[test]
 fn datagrams_of_every_size_come_back_intact() {
     run(async {
         let (server_stack, client_stack) = stacks(Tuning::default());
-        spawn_echo(UdpSocket::bind(&server_stack, 53).unwrap());
+        spawn_udp_echo(UdpSocket::bind(&server_stack, 53).unwrap());
         let client = UdpSocket::bind(&client_stack, 0).unwrap();
         assert_ne!(client.port(), 0, "port 0 picks a free port");
         let mut buf = [0; 2048];

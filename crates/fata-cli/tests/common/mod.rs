@@ -154,6 +154,13 @@ impl Netns {
             // radvd, where a test runs it, advertises only on a router's links.
             &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"],
         ];
+        self.run_steps(&steps);
+        self
+    }
+
+    /// Runs each command of `steps` (a program and its arguments) inside the namespace, failing
+    /// the test with the first that fails.
+    pub fn run_steps(&self, steps: &[&[&str]]) {
         for step in steps {
             let out = self.command(step[0]).args(&step[1..]).output().unwrap();
             assert!(
@@ -163,7 +170,6 @@ impl Netns {
                 text(&out.stderr)
             );
         }
-        self
     }
 
     /// The app's address inside the namespace.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use fata_net::{
     Config, Ipv4Addr, Ipv4Cidr, Loopback, NetError, SocketAddr, Stack, TcpListener, TcpStream,
-    Tuning,
+    Tuning, UdpSocket,
 };
 
 /// The server's address; the client is 10.0.0.2.
@@ -95,6 +95,18 @@ pub fn spawn_echo(stack: &Stack, port: u16) {
                 }
             })
             .detach();
+        }
+    })
+    .detach();
+}
+
+/// Answers every datagram `socket` receives with the same bytes, one at a time.
+pub fn spawn_udp_echo(socket: UdpSocket) {
+    fata::spawn(async move {
+        let mut buf = [0; 2048];
+        loop {
+            let (n, from) = socket.recv_from(&mut buf).await.unwrap();
+            socket.send_to(&buf[..n], from).await.unwrap();
         }
     })
     .detach();
