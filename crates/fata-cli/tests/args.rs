@@ -35,6 +35,20 @@ fn run(app: &str, args: &[&str]) -> std::process::Output {
 }
 
 #[test]
+fn help_prints_the_usage_and_succeeds() {
+    for ask in ["--help", "-h"] {
+        let out = run("apps/www", &["--port", "8080", ask]);
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+        assert!(
+            stdout.starts_with("usage: www [OPTIONS]\n  --port N "),
+            "{stdout}"
+        );
+        assert!(!stdout.contains("www: serving"), "{stdout}");
+    }
+}
+
+#[test]
 fn www_refuses_an_option_it_does_not_take_with_its_usage() {
     let out = run("apps/www", &["--tls-cert", "cert.pem"]);
     let stdout = text(&out.stdout);

@@ -178,27 +178,22 @@ impl Env {
     /// The usage: the program's options, one a line with its help (`--name VALUE...` for a
     /// repeatable one).
     pub fn usage(&self) -> String {
-        let declared: Vec<&Opt> = self.options.iter().flat_map(|list| list.iter()).collect();
-        let spell = |opt: &Opt| match opt.value {
-            Some(value) if opt.repeatable => format!("{} {value}...", opt.name),
-            Some(value) => format!("{} {value}", opt.name),
-            None => String::from(opt.name),
-        };
-        let width = declared
+        usage(self.program, self.options)
+    }
+
+    /// The usage of `program`, when `args` ask for it (`--help` or `-h`, which an app does not
+    /// declare itself): what start-up prints before it ends the program with status 0.
+    pub fn help(
+        program: &'static str,
+        options: &'static [&'static [Opt]],
+        args: &[String],
+    ) -> Option<String> {
+        let declares = options
             .iter()
-            .map(|opt| spell(opt).len())
-            .max()
-            .unwrap_or(0);
-        let mut usage = format!("usage: {}", self.program);
-        if declared.is_empty() {
-            usage.push_str(" (it takes no options)");
-        } else {
-            usage.push_str(" [OPTIONS]");
-        }
-        for opt in declared {
-            let _ = write!(usage, "\n  {:width$}  {}", spell(opt), opt.help);
-        }
-        usage
+            .flat_map(|list| list.iter())
+            .any(|o| o.name == "--help");
+        (!declares && args.iter().any(|a| a == "--help" || a == "-h"))
+            .then(|| usage(program, options))
     }
 
     /// Panics, at the app's line, unless `name` is declared in the way `fits` accepts.
@@ -320,6 +315,31 @@ impl Env {
     }
 }
 
+/// The usage of `program` with `options` (see [`Env::usage`]).
+fn usage(program: &str, options: &[&[Opt]]) -> String {
+    let declared: Vec<&Opt> = options.iter().flat_map(|list| list.iter()).collect();
+    let spell = |opt: &Opt| match opt.value {
+        Some(value) if opt.repeatable => format!("{} {value}...", opt.name),
+        Some(value) => format!("{} {value}", opt.name),
+        None => String::from(opt.name),
+    };
+    let width = declared
+        .iter()
+        .map(|opt| spell(opt).len())
+        .max()
+        .unwrap_or(0);
+    let mut usage = format!("usage: {program}");
+    if declared.is_empty() {
+        usage.push_str(" (it takes no options)");
+    } else {
+        usage.push_str(" [OPTIONS]");
+    }
+    for opt in declared {
+        let _ = write!(usage, "\n  {:width$}  {}", spell(opt), opt.help);
+    }
+    usage
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,6 +368,17 @@ mod tests {
             .err()
             .expect("the arguments are refused")
             .to_string()
+    }
+
+    #[test]
+    fn help_is_the_usage_unless_the_app_takes_help_itself() {
+        let args = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        let usage = Env::help("hello", OPTIONS, &args(&["--count", "4", "--help"])).unwrap();
+        assert!(usage.starts_with("usage: hello [OPTIONS]\n"), "{usage}");
+        assert!(Env::help("hello", OPTIONS, &args(&["-h"])).is_some());
+        assert_eq!(Env::help("hello", OPTIONS, &args(&["--count", "4"])), None);
+        const OWN: &[&[Opt]] = &[&[Opt::flag("--help", "the app's own help")]];
+        assert_eq!(Env::help("hello", OWN, &args(&["--help"])), None);
     }
 
     #[test]

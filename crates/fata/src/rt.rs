@@ -7,8 +7,10 @@ use fata_platform::Platform;
 
 use crate::{Env, Opt, Sys};
 
-/// Checks the arguments of `program` against `options` (see [`Env::new`]), runs the app's `main`
-/// on a fresh executor and ends the program with its result: status 0 on `Ok`, `error: MESSAGE`
+/// Prints the usage and ends the program with status 0 when the arguments ask for it
+/// ([`Env::help`]); otherwise checks the arguments of `program` against `options` (see
+/// [`Env::new`]), runs the app's `main` on a fresh executor and ends the program with its
+/// result: status 0 on `Ok`, `error: MESSAGE`
 /// on the console and status 1 on `Err` or on arguments that do not fit the options (`main` does
 /// not run then). A panic anywhere prints its message and location and ends the program with
 /// status 101.
@@ -19,7 +21,12 @@ where
     E: Display + 'static,
 {
     Sys::init();
-    let env = match Env::new(program, options, Sys::args(), Sys::take_devices()) {
+    let args = Sys::args();
+    if let Some(usage) = Env::help(program, options, &args) {
+        crate::print!("{usage}\n");
+        Sys::exit(0)
+    }
+    let env = match Env::new(program, options, args, Sys::take_devices()) {
         Ok(env) => env,
         Err(bad_arguments) => fail(bad_arguments),
     };
