@@ -214,16 +214,10 @@ impl Offload {
             return Some(());
         };
         if flags & F_NEEDS_CSUM != 0 && s.protocol != IpProtocol::Tcp {
-            // The host left a UDP or ICMPv6 checksum to fill: smoltcp checks those. Where it
-            // goes follows from the headers: the header's `csum_start` counts from the frame
-            // on a tap but from the IP header on some AF_PACKET paths.
-            let field = match s.protocol {
-                IpProtocol::Udp => 6,
-                IpProtocol::Icmpv6 => 2,
-                _ => return None,
-            };
-            let (start, field) = (s.l4, s.l4 + field);
-            if field + 2 > s.end {
+            // The host left a UDP or ICMPv6 checksum to fill: smoltcp checks those.
+            let start = usize::from(u16::from_le_bytes([header[6], header[7]]));
+            let field = start + usize::from(u16::from_le_bytes([header[8], header[9]]));
+            if field + 2 > s.end || start < s.l4 {
                 return None;
             }
             let mut sum = !checksum::data(&frame[start..s.end]);
@@ -429,9 +423,7 @@ mod tests {
         let (src, dst) = (Ipv4Address::new(10, 0, 0, 1), Ipv4Address::new(10, 0, 0, 2));
         let pseudo = checksum::pseudo_header_v4(&src, &dst, IpProtocol::Udp, u32::from(len));
         packet[udp + 6..udp + 8].copy_from_slice(&pseudo.to_be_bytes());
-        // Counted from the IP header, as AF_PACKET delivers some: the position comes from the
-        // headers all the same.
-        packet[6..8].copy_from_slice(&((udp - VNET_HDR_LEN - ETHERNET_LEN) as u16).to_le_bytes());
+        packet[6..8].copy_from_slice(&((udp - VNET_HDR_LEN) as u16).to_le_bytes());
         packet[8..10].copy_from_slice(&6u16.to_le_bytes());
         assert!(offload.receive(&mut packet));
         let whole = checksum::combine(&[pseudo, checksum::data(&packet[udp..])]);
