@@ -187,7 +187,7 @@ impl HostLink {
     }
 }
 
-/// A network device that cannot be set up: its tap cannot be opened, or no MAC address made.
+/// A network device that cannot be set up: its host link cannot be opened, or no MAC address made.
 #[derive(Debug, Error)]
 #[error(
     "cannot set up network device {name} on {tap}: {source}\nhint: the monitor attaches to \
@@ -755,10 +755,10 @@ impl<B: BitmapSlice> Port<'_, B> {
         Ok(sent)
     }
 
-    /// Hands one packet to the host link; `false` when it refused it. The kernel checks a
-    /// tap's virtio-net header (a bad one fails the write); an AF_PACKET link grants no offloads,
-    /// so a packet asking for one is refused here, and the frame goes into its transmit ring
-    /// (after one flush, if the ring was full).
+    /// Hands one packet to the host link; `false` when it refused it. The kernel checks the
+    /// virtio-net header (a bad one fails a tap's write or an AF_PACKET ring's send); an
+    /// AF_PACKET ring takes header and frame into its transmit ring (after one flush, if the
+    /// ring was full), and refuses a header asking for an offload where the kernel speaks none.
     fn write_out(&self, packet: &VolatileSlice<'_, B>) -> bool {
         match self.link {
             HostLink::Tap(tap) => {
