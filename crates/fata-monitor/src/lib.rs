@@ -294,7 +294,10 @@ fn host(hosting: Hosting<'_>, console: &mut dyn Write) -> Result<GuestExit, Erro
     let result = std::thread::scope(|scope| {
         let (mailbox, facts, saver, done) = (&mailbox, &facts, &saver, &done);
         // Started before the seccomp filter, so not confined by it (see `control`).
-        scope.spawn(move || control::serve(server, mailbox, facts, saver, done));
+        scope.spawn(move || {
+            signal::leave_stop_signals_to_the_vcpu_thread();
+            control::serve(server, mailbox, facts, saver, done)
+        });
         let result = seccomp::confine()
             .map_err(|e| Error::VmSetup {
                 what: "installing the seccomp filter",

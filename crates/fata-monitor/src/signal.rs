@@ -26,6 +26,21 @@ pub fn catch_stop_signals() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Blocks SIGINT and SIGTERM in the calling helper thread, so that the kernel hands them to the
+/// vCPU thread, whose sleep they interrupt: taken by a helper, a stop signal would wait for an
+/// idle guest's next deadline to be noticed.
+pub fn leave_stop_signals_to_the_vcpu_thread() {
+    // SAFETY: the set is initialised by sigemptyset before use, and pthread_sigmask only changes
+    // the calling thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 /// Catches the kick for the rest of the process's life (without a handler it would kill it).
 pub fn catch_kick() -> std::io::Result<()> {
     register_signal_handler(kick_signal(), on_kick).map_err(std::io::Error::from)
