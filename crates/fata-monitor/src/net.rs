@@ -156,9 +156,12 @@ enum HostLink {
 
 /// What `--net` names after `packet:` to attach to an interface's AF_PACKET rings.
 const PACKET_PREFIX: &str = "packet:";
+/// What `--net` names after `fd:` to take over a tap descriptor the parent process opened.
+const FD_PREFIX: &str = "fd:";
 
 impl HostLink {
-    /// Opens `spec`: `packet:IFACE` or a tap's name; returns the link and its offloads.
+    /// Opens `spec`: `packet:IFACE`, `fd:N` (a tap inherited open) or a tap's name; returns the
+    /// link and its offloads.
     fn open(spec: &str) -> io::Result<(HostLink, u64)> {
         const ALL: u64 = NET_OFFLOAD_CSUM | NET_OFFLOAD_TSO4 | NET_OFFLOAD_TSO6;
         if let Some(iface) = spec.strip_prefix(PACKET_PREFIX) {
@@ -166,7 +169,18 @@ impl HostLink {
             let offloads = if ring.offloads() { ALL } else { 0 };
             return Ok((HostLink::Packet(RefCell::new(ring)), offloads));
         }
-        let (tap, granted) = fata_tap::open_offloading(spec)?;
+        let (tap, granted) = match spec.strip_prefix(FD_PREFIX) {
+            Some(number) => {
+                let fd = number.parse().map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("{spec:?}: fd:N takes a descriptor number"),
+                    )
+                })?;
+                fata_tap::adopt_offloading(fd)?
+            }
+            None => fata_tap::open_offloading(spec)?,
+        };
         let offloads = [
             (granted.csum, NET_OFFLOAD_CSUM),
             (granted.tso4, NET_OFFLOAD_TSO4),

@@ -7,7 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 /// Bytes of the virtio-net header before each frame of a tap opened with [`open_offloading`]
@@ -38,7 +38,53 @@ pub fn open(name: &str) -> io::Result<File> {
 /// TCP segmentation offloads; returns those it granted (a kernel that grants none still speaks
 /// the header, with plain frames).
 pub fn open_offloading(name: &str) -> io::Result<(File, Offloads)> {
-    let file = attach(name, libc::IFF_VNET_HDR)?;
+    offload(attach(name, libc::IFF_VNET_HDR)?)
+}
+
+/// Takes over descriptor `fd`, a tap another process opened with `IFF_VNET_HDR` and handed down
+/// (as `fata summon` does, which holds each service's tap while the service is stopped, so that
+/// frames arriving meanwhile wait in it), and sets it up as [`open_offloading`] does:
+/// non-blocking, close-on-exec, the same header and offloads.
+pub fn adopt_offloading(fd: RawFd) -> io::Result<(File, Offloads)> {
+    let refuse = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("descriptor {fd} {why}; hand down a tap opened with IFF_TAP | IFF_VNET_HDR"),
+        )
+    };
+    // SAFETY: F_GETFD only reads the descriptor's flags; an unused number fails with EBADF.
+    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(refuse("is not open"));
+    }
+    // SAFETY: all-zero bytes are a valid `ifreq`.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    // SAFETY: TUNGETIFF writes one `struct ifreq`, which `libc::ifreq` is, through a pointer
+    // valid for the call; any other descriptor fails it.
+    if unsafe { libc::ioctl(fd, libc::TUNGETIFF, &mut request as *mut libc::ifreq) } < 0 {
+        return Err(refuse("is not a tap"));
+    }
+    // SAFETY: TUNGETIFF filled the flags member of the union.
+    let flags = libc::c_int::from(unsafe { request.ifr_ifru.ifru_flags });
+    let wanted = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR;
+    if flags & wanted != wanted {
+        return Err(refuse("is a tun device without a virtio-net header"));
+    }
+    // SAFETY: the descriptor is open and a tap (checked above); the caller hands it over, so
+    // the `File` is its only owner from here on.
+    let file = unsafe { File::from_raw_fd(fd) };
+    // SAFETY: plain flag changes on a descriptor this process owns.
+    let set = unsafe {
+        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) >= 0
+            && libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK | libc::O_RDWR) >= 0
+    };
+    if !set {
+        return Err(io::Error::last_os_error());
+    }
+    offload(file)
+}
+
+/// Sets the virtio-net header's size and asks for the offloads; returns those granted.
+fn offload(file: File) -> io::Result<(File, Offloads)> {
     let size: libc::c_int = VNET_HDR_LEN as libc::c_int;
     // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer, valid for the call.
     if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETVNETHDRSZ, &size) } < 0 {
@@ -136,5 +182,17 @@ mod tests {
             open("sixteen-bytes-xx").unwrap_err().kind(),
             io::ErrorKind::InvalidInput
         );
+    }
+
+    #[test]
+    fn only_an_open_tap_is_adopted() {
+        let error = adopt_offloading(-1).unwrap_err();
+        assert!(error.to_string().contains("is not open"), "{error}");
+        let (read, _write) = std::io::pipe().unwrap();
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(read);
+        let error = adopt_offloading(fd).unwrap_err();
+        assert!(error.to_string().contains("is not a tap"), "{error}");
+        // SAFETY: `fd` was refused, so it is still this test's to close.
+        unsafe { libc::close(fd) };
     }
 }
