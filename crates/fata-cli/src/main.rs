@@ -4,7 +4,7 @@
 //! fata new NAME                                   a new app crate that builds and runs
 //! fata build [--target unix|hvt] [--release] [PATH]
 //!                                                 prints the executable's path as its last line
-//! fata run [--target unix|hvt] [--release] [PATH | IMAGE] [--mem SIZE] [--net [NAME=]TAP|packet:IFACE]
+//! fata run [--target unix|hvt] [--release] [PATH | IMAGE] [--mem SIZE] [--net [NAME=]TAP|packet:IFACE|fd:N]
 //!          [--mac [NAME=]MAC] [--block [NAME=]FILE[:ro|:cow]] [--kv [NAME=]DIR|IMG] [--stats]
 //!          [-- APP ARGS...]
 //! fata disk create DIR -o IMG [--size N] [--label NAME] [--force]
@@ -12,6 +12,7 @@
 //! fata ps [--json] | fata pause|resume|stop NAME        running hvt guests (see `lifecycle`)
 //! fata snapshot NAME -o DIR [--stop] [--diff] | fata restore DIR [--name N] [--net ..] [--block ..]
 //! fata migrate NAME --to HOST:PORT | fata receive --listen HOST:PORT [--net ..] [--block ..]
+//! fata summon CONFIG                              DNS that starts services when looked up
 //! ```
 //!
 //! Exit status: the app's own status for `run`; 2 for a command line `fata` does not understand
@@ -19,7 +20,8 @@
 //! built (no crate, compiler error, unusable declarations); 4 when it cannot be started; 5 when
 //! a host file the app declares (see `host_files`) cannot be read or converted; 6 when `fata disk`
 //! cannot make or read an image; 7 when `fata ps`, `pause`, `resume`, `stop`, `snapshot` or `migrate` finds no guest by
-//! that name or its monitor refuses; the monitor's documented codes (`fata_monitor::Error::exit_code`)
+//! that name or its monitor refuses; 8 when `fata summon` refuses its configuration or cannot set
+//! up its socket and taps; the monitor's documented codes (`fata_monitor::Error::exit_code`)
 //! when an hvt guest cannot boot or misbehaves.
 
 mod declared;
@@ -96,6 +98,12 @@ enum Command {
     Migrate(lifecycle::MigrateArgs),
     /// Wait at HOST:PORT for one guest `fata migrate` sends, and carry it on here.
     Receive(ReceiveArgs),
+    /// Serve DNS for a zone of services and start each one when its name is looked up.
+    Summon {
+        /// The configuration (TOML): the zone, and each service's name, image or snapshot,
+        /// address and idle timeout; docs/summon.md describes it.
+        config: PathBuf,
+    },
 }
 
 /// The devices and options of a guest carried on from elsewhere (`restore`, `receive`).
@@ -105,9 +113,9 @@ struct ArrivalArgs {
     /// taken).
     #[arg(long)]
     name: Option<String>,
-    /// Attach network interface NAME (default `service`) to the tap TAP or to `packet:IFACE`
-    /// (default: the link it had).
-    #[arg(long, value_name = "[NAME=]TAP|packet:IFACE")]
+    /// Attach network interface NAME (default `service`) to the tap TAP, to `packet:IFACE` or
+    /// to `fd:N`, a tap inherited open (default: the link it had).
+    #[arg(long, value_name = "[NAME=]TAP|packet:IFACE|fd:N")]
     net: Vec<String>,
     /// Back block device NAME (default `storage`) with FILE, of the same size as before
     /// (default: the file it had, in the mode it had).
@@ -157,8 +165,8 @@ struct RunArgs {
     mem: Option<u64>,
     /// A network interface named NAME (default `service`), backed by the tap device TAP, or on
     /// hvt by the AF_PACKET rings of the existing interface IFACE (`packet:IFACE`: a veth, a
-    /// macvlan, a NIC).
-    #[arg(long, value_name = "[NAME=]TAP|packet:IFACE")]
+    /// macvlan, a NIC) or by the tap descriptor N inherited open (`fd:N`).
+    #[arg(long, value_name = "[NAME=]TAP|packet:IFACE|fd:N")]
     net: Vec<String>,
     /// The MAC address of network interface NAME (default `service`) on hvt, as 02:00:00:00:00:01;
     /// a random locally administered one otherwise.
@@ -219,11 +227,24 @@ fn main() -> ExitCode {
             fata_monitor::Origin::Listen(args.listen.clone()),
             &args.arrival,
         ),
+        Command::Summon { config } => summon(&config),
     };
     result.unwrap_or_else(|failure| {
         eprintln!("fata: {}", failure.message);
         ExitCode::from(failure.status)
     })
+}
+
+/// `fata summon CONFIG`: serves the zone and its services until the daemon is stopped.
+fn summon(config: &Path) -> Result<ExitCode, Failure> {
+    let fata = std::env::current_exe().map_err(|e| {
+        Failure::new(
+            4,
+            format!("cannot find the fata executable to start services with: {e}"),
+        )
+    })?;
+    fata_summon::run(config, &fata).map_err(|e| Failure::new(8, e))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Why a command failed: what to tell the person and the exit status.
