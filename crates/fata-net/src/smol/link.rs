@@ -43,6 +43,8 @@ pub struct LinkStats {
     /// Received frames dropped for a wrong TCP checksum (checked here when smoltcp leaves TCP
     /// checksums to the host).
     pub rx_bad_checksum: u64,
+    /// IPv6 router advertisements received (for SLAAC's router discovery, see `discovery`).
+    pub rx_router_adverts: u64,
 }
 
 /// A [`Net`] device with a receive batch buffer, ready for smoltcp.
@@ -252,6 +254,18 @@ impl Link {
     }
 }
 
+/// Whether `frame` (Ethernet) is an ICMPv6 router advertisement: IPv6 (ethertype 0x86dd) whose
+/// next header is ICMPv6 (58, routers send no extension headers before it) and whose ICMPv6 type
+/// is 134.
+fn is_router_advert(frame: &[u8]) -> bool {
+    const ETHERNET: usize = 14;
+    const IPV6: usize = 40;
+    frame.len() > ETHERNET + IPV6
+        && frame[12..14] == [0x86, 0xdd]
+        && frame[ETHERNET + 6] == 58
+        && frame[ETHERNET + IPV6] == 134
+}
+
 /// One received frame.
 pub(crate) struct RxToken<'a>(&'a [u8]);
 
@@ -346,6 +360,9 @@ impl phy::Device for Link {
                 }
             }
         };
+        if is_router_advert(&self.rx_buffer[start..][..len]) {
+            self.stats.rx_router_adverts += 1;
+        }
         Some((
             RxToken(&self.rx_buffer[start..][..len]),
             TxToken {

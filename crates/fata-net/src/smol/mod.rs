@@ -21,6 +21,7 @@ use crate::addresses::Addresses;
 use crate::config::{Config, Ipv4Config, Ipv6Config, Tuning};
 use link::{Link, LinkStats};
 
+mod discovery;
 pub(crate) mod link;
 mod offload;
 pub(crate) mod tcp;
@@ -69,8 +70,11 @@ pub(crate) struct State {
     announcing: bool,
     /// The seed the stack was given, from which each renewed interface takes its own.
     seed: u64,
-    /// Whether the interface takes IPv6 addresses from router advertisements.
-    slaac: bool,
+    /// How many times the interface was renewed (after a move, or for router discovery).
+    renewals: u64,
+    /// Whether the interface takes IPv6 addresses from router advertisements, and how far
+    /// router discovery got.
+    discovery: discovery::Discovery,
     /// Neither IPv4 nor IPv6 is on: the stack counts as configured at once.
     nothing_to_wait_for: bool,
 }
@@ -119,7 +123,8 @@ impl SmolStack {
             moves,
             announcing: false,
             seed,
-            slaac,
+            renewals: 0,
+            discovery: discovery::Discovery::new(slaac, fata::Instant::now(), 0),
             nothing_to_wait_for: config.ipv4 == Ipv4Config::Off && config.ipv6 == Ipv6Config::Off,
         };
         let inner = Rc::new(Inner {
@@ -201,12 +206,21 @@ fn interface(link: &mut Link, seed: u64, slaac: bool) -> Interface {
     Interface::new(config, link, now())
 }
 
-/// A fresh interface with `old`'s addresses and default routes, for a device that moved to
-/// another link. smoltcp cannot empty a neighbour cache's discovery rate limit: an interface that
+/// A fresh interface with `old`'s addresses and default routes, with SLAAC on or off (router
+/// discovery, see `discovery`), or for a device that moved to another link. smoltcp cannot empty a neighbour cache's discovery rate limit: an interface that
 /// had asked for a neighbour within the last second would stay silent that long on the new link,
 /// so it starts afresh, as an interface brought up there would. Sockets live in the socket set,
 /// not in the interface, so connections carry on.
-fn renewed(old: &Interface, link: &mut Link, seed: u64, slaac: bool) -> Interface {
+fn renewed(
+    old: &Interface,
+    link: &mut Link,
+    seed: u64,
+    renewals: &mut u64,
+    slaac: bool,
+) -> Interface {
+    *renewals += 1;
+    // Each renewed interface draws other TCP sequence numbers than the one before.
+    let seed = seed.wrapping_add(renewals.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut iface = interface(link, seed, slaac);
     iface.update_ip_addrs(|addrs| {
         // The new list has the same capacity as the old one.
@@ -279,7 +293,8 @@ impl Inner {
             moves,
             announcing,
             seed,
-            slaac,
+            renewals,
+            discovery,
             ..
         } = &mut *state;
         let now = now();
@@ -287,9 +302,7 @@ impl Inner {
         if moved != *moves {
             *moves = moved;
             *announcing = true;
-            // Each renewed interface draws other TCP sequence numbers than the one before.
-            let seed = seed.wrapping_add(u64::from(moved).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            *iface = renewed(iface, link, seed, *slaac);
+            *iface = renewed(iface, link, *seed, renewals, discovery.slaac());
         }
         if *announcing {
             let addresses = iface.ip_addrs().iter().map(|cidr| cidr.address());
@@ -297,6 +310,11 @@ impl Inner {
         }
         iface.poll(now, link, sockets);
         link.flush();
+        if let Some(slaac) =
+            discovery.after_poll(fata::Instant::now(), link.stats.rx_router_adverts)
+        {
+            *iface = renewed(iface, link, *seed, renewals, slaac);
+        }
         // SLAAC adds its addresses during a poll; DHCP's lease is handled below.
         let mut configured = crate::addresses::routable(iface.ip_addrs());
         if let Some(handle) = *dhcp {
