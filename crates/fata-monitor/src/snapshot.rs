@@ -488,7 +488,7 @@ impl Chain {
 
     /// Guest RAM holding the chain's memory: the root's memory file mapped privately (lazily,
     /// shared with other restores until written), each diff's pages copied over it. Every
-    /// extent's checksum is checked, which also faults the pages the guest had touched in.
+    /// extent's checksum is checked against the file.
     pub fn load(&self) -> Result<GuestRam, SnapshotError> {
         let (root_dir, root) = &self.layers[0];
         let file = fata_snapshot::open_memory(root_dir, root)?;
@@ -498,7 +498,7 @@ impl Chain {
                 path: path.clone(),
                 source,
             })?;
-        check_extents(&ram, &root.memory, &path)?;
+        check_extents(&file, &root.memory, &path)?;
         for (dir, diff) in &self.layers[1..] {
             let file = fata_snapshot::open_memory(dir, diff)?;
             let path = dir.join(MEMORY_FILE);
@@ -508,32 +508,22 @@ impl Chain {
     }
 }
 
-/// Checks the CRC of each extent of `ram`.
-fn check_extents(ram: &GuestRam, extents: &[Extent], path: &Path) -> Result<(), SnapshotError> {
-    let mut chunk = Vec::new();
-    for extent in extents {
-        chunk.resize(extent.len as usize, 0);
-        ram.read(GuestAddr(extent.offset), &mut chunk)
-            .map_err(|e| SnapshotError::Invalid(FormatError::Malformed(e.to_string())))?;
-        let at_zero = Extent {
-            offset: 0,
-            ..*extent
-        };
-        fata_snapshot::verify_extents(&chunk, &[at_zero]).map_err(|source| match source {
-            FormatError::CorruptMemory { .. } => SnapshotError::Format {
-                path: path.to_path_buf(),
-                source: FormatError::CorruptMemory {
-                    offset: extent.offset,
-                    len: extent.len,
-                },
-            },
-            source => SnapshotError::Format {
-                path: path.to_path_buf(),
-                source,
-            },
-        })?;
-    }
-    Ok(())
+/// Checks the CRC of each extent of the memory file `file` (read as a file: see
+/// [`fata_snapshot::verify_file_extents`]).
+fn check_extents(
+    file: &std::fs::File,
+    extents: &[Extent],
+    path: &Path,
+) -> Result<(), SnapshotError> {
+    fata_snapshot::verify_file_extents(file, extents)
+        .map_err(|source| SnapshotError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .map_err(|source| SnapshotError::Format {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Copies each extent of a diff's memory file into `ram`, checking its CRC first.

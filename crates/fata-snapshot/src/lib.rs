@@ -29,7 +29,7 @@ mod stream;
 
 pub use codec::{FormatError, decode, encode, state_crc};
 pub use dir::{SnapshotError, open_memory, read_state, write_state};
-pub use memory::{MemoryWriter, verify_extents};
+pub use memory::{MemoryWriter, verify_extents, verify_file_extents};
 pub use stream::{
     ARRIVED, FAILED, Hello, MAX_RUN_PAGES, Message, Receiver, StreamError, send_hello, send_pages,
     send_state,
