@@ -104,6 +104,13 @@ enum Command {
         /// address and idle timeout; docs/summon.md describes it.
         config: PathBuf,
     },
+    /// Wait on the socket FD for one command line and tap from `fata summon`, then run it as
+    /// this process: a monitor started ahead of need.
+    #[command(name = fata_summon::standby::SUBCOMMAND, hide = true)]
+    Standby {
+        /// The inherited socket.
+        fd: i32,
+    },
 }
 
 /// The devices and options of a guest carried on from elsewhere (`restore`, `receive`).
@@ -204,8 +211,15 @@ fn parse_target(name: &str) -> Result<Target, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+    execute(Cli::parse()).unwrap_or_else(|failure| {
+        eprintln!("fata: {}", failure.message);
+        ExitCode::from(failure.status)
+    })
+}
+
+/// Runs one command line.
+fn execute(cli: Cli) -> Result<ExitCode, Failure> {
+    match cli.command {
         Command::New { name } => new::create(&name).map(|()| ExitCode::SUCCESS),
         Command::Build { build, path } => build_app(&path, &build).map(|image| {
             println!("{}", image.display());
@@ -228,11 +242,23 @@ fn main() -> ExitCode {
             &args.arrival,
         ),
         Command::Summon { config } => summon(&config),
-    };
-    result.unwrap_or_else(|failure| {
-        eprintln!("fata: {}", failure.message);
-        ExitCode::from(failure.status)
-    })
+        Command::Standby { fd } => standby(fd),
+    }
+}
+
+/// `fata standby FD`: waits for `fata summon` to send a command line, then runs it.
+fn standby(fd: i32) -> Result<ExitCode, Failure> {
+    let fail = |e: std::io::Error| Failure::new(4, format!("standby: {e}"));
+    match fata_summon::standby::wait_for_command(fd).map_err(fail)? {
+        None => Ok(ExitCode::SUCCESS),
+        Some(args) => {
+            let cli = Cli::parse_from(std::iter::once("fata".into()).chain(args));
+            if matches!(cli.command, Command::Standby { .. }) {
+                return Err(Failure::new(2, "standby: a standby cannot run another"));
+            }
+            execute(cli)
+        }
+    }
 }
 
 /// `fata summon CONFIG`: serves the zone and its services until the daemon is stopped.

@@ -7,6 +7,7 @@
 //! first. A lookup during a stop waits for the monitor to end and then starts the service again,
 //! so two monitors never read one tap.
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use crate::config::{self, Config, Service, Source};
 use crate::directory::{self, Directory};
 use crate::link;
+use crate::standby::Standby;
 
 /// Runs the daemon of the configuration at `config`, starting services with the `fata`
 /// executable at `fata`, until SIGINT or SIGTERM, which stop every running service first.
@@ -43,6 +45,7 @@ pub fn run(config: &Path, fata: &Path) -> Result<(), String> {
     );
     let taps = link::open_taps(&config.services, config.host).map_err(|e| e.to_string())?;
     let daemon = Arc::new(Daemon::new(&config, fata, socket, directory, taps));
+    daemon.prepare_standby();
     let watcher = Arc::clone(&daemon);
     thread::spawn(move || watcher.watch());
     let stopper = Arc::clone(&daemon);
@@ -92,6 +95,8 @@ struct Daemon {
     base: PathBuf,
     /// Hands commands to the spawner thread.
     spawner: Mutex<mpsc::Sender<SpawnRequest>>,
+    /// The `fata` process started ahead for the next summon, if one is ready.
+    standby: Mutex<Option<Standby>>,
     socket: UdpSocket,
     directory: Mutex<Directory>,
     slots: Vec<Slot>,
@@ -149,6 +154,7 @@ impl Daemon {
             fata: fata.to_path_buf(),
             base: config.base.clone(),
             spawner: Mutex::new(spawner),
+            standby: Mutex::new(None),
             socket,
             directory: Mutex::new(directory),
             slots,
@@ -247,6 +253,7 @@ impl Daemon {
             }
         }
         if ok {
+            self.prepare_standby();
             println!(
                 "summon: {} ready in {:.1} ms; {}",
                 slot.service.name,
@@ -256,62 +263,29 @@ impl Daemon {
         }
     }
 
-    /// Starts the service's monitor and waits until the service accepts a connection.
+    /// Starts the service's monitor (in the standby process when one is ready) and waits until
+    /// the service accepts a connection.
     fn launch(&self, slot: &Slot, began: Instant) -> Result<Child, String> {
         let service = &slot.service;
         let tap = slot.tap.as_raw_fd();
-        let mut command = Command::new(&self.fata);
-        match &service.source {
-            Source::Snapshot(dir) => {
-                command.arg("restore").arg(dir);
+        let args = monitor_args(service, tap);
+        let standby = lock(&self.standby).take();
+        let handed = standby.and_then(|standby| match standby.hand(&args, tap) {
+            Ok(child) => Some(child),
+            Err(e) => {
+                println!("summon: the standby monitor is gone ({e}); starting one afresh");
+                None
             }
-            Source::Image {
-                path, mem, kv, mac, ..
-            } => {
-                command.arg("run").arg(path);
-                let mac = mac.map(|b| format!("{b:02x}")).join(":");
-                command.arg("--mac").arg(mac);
-                if let Some(mem) = mem {
-                    command.args(["--mem", mem]);
-                }
-                for kv in kv {
-                    command.arg("--kv").arg(kv);
-                }
+        });
+        let mut child = match handed {
+            Some(child) => child,
+            None => {
+                let mut command = Command::new(&self.fata);
+                command.args(&args);
+                self.spawn(command, tap)
+                    .map_err(|e| format!("cannot run {}: {e}", self.fata.display()))?
             }
-        }
-        command.args(["--name", &service.name]);
-        command.arg("--net").arg(format!("fd:{tap}"));
-        for block in &service.block {
-            command.arg("--block").arg(block);
-        }
-        if let Source::Image { args, .. } = &service.source {
-            command.arg("--").args(args);
-            command
-                .arg("--ipv4")
-                .arg(format!("{}/{}", service.address, service.prefix));
-        }
-        command.stdin(Stdio::null()).current_dir(&self.base);
-        // SAFETY: between fork and exec the closure makes only async-signal-safe calls on the
-        // child's own state: it clears close-on-exec on the tap it inherits, unblocks the
-        // signals the daemon's threads block (so the monitor hears SIGTERM), and asks for
-        // SIGTERM when its parent thread (the daemon's spawner, which lives as long as the
-        // daemon) dies, so no monitor outlives a killed daemon.
-        unsafe {
-            command.pre_exec(move || {
-                let mut none: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut none);
-                if libc::fcntl(tap, libc::F_SETFD, 0) < 0
-                    || libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0
-                    || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) < 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = self
-            .spawn(command)
-            .map_err(|e| format!("cannot run {}: {e}", self.fata.display()))?;
+        };
         let target = SocketAddr::from((service.address, service.port));
         let deadline = began + service.start_timeout;
         loop {
@@ -337,9 +311,50 @@ impl Daemon {
         }
     }
 
-    /// Starts `command` on the spawner thread: a child asks for a signal when the thread that
-    /// forked it ends, so every monitor is forked by the one thread that lasts.
-    fn spawn(&self, command: Command) -> io::Result<Child> {
+    /// Starts a standby process for the next summon, unless one is waiting already.
+    fn prepare_standby(&self) {
+        if lock(&self.standby).is_some() {
+            return;
+        }
+        let started = Standby::command(&self.fata).and_then(|(command, theirs, ours)| {
+            let child = self.spawn(command, theirs.as_raw_fd())?;
+            Ok(Standby::new(child, ours))
+        });
+        match started {
+            Ok(standby) => {
+                if let Some(extra) = lock(&self.standby).replace(standby) {
+                    extra.end();
+                }
+            }
+            Err(e) => {
+                println!("summon: cannot start a standby monitor ({e}); each summon starts its own")
+            }
+        }
+    }
+
+    /// Starts `command` on the spawner thread, handing down descriptor `inherit`: a child asks
+    /// for a signal when the thread that forked it ends, so every monitor is forked by the one
+    /// thread that lasts.
+    fn spawn(&self, mut command: Command, inherit: RawFd) -> io::Result<Child> {
+        command.stdin(Stdio::null()).current_dir(&self.base);
+        // SAFETY: between fork and exec the closure makes only async-signal-safe calls on the
+        // child's own state: it clears close-on-exec on the descriptor it inherits, unblocks
+        // the signals the daemon's threads block (so the monitor hears SIGTERM), and asks for
+        // SIGTERM when its parent thread (the daemon's spawner, which lives as long as the
+        // daemon) dies, so no monitor outlives a killed daemon.
+        unsafe {
+            command.pre_exec(move || {
+                let mut none: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut none);
+                if libc::fcntl(inherit, libc::F_SETFD, 0) < 0
+                    || libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0
+                    || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) < 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let (reply, answer) = mpsc::channel();
         lock(&self.spawner)
             .send((command, reply))
@@ -419,6 +434,9 @@ impl Daemon {
     fn usage(&self) -> String {
         let mut running = 0;
         let mut kib = pss_kib("self");
+        if let Some(standby) = &*lock(&self.standby) {
+            kib += pss_kib(&standby.id().to_string());
+        }
         for slot in &self.slots {
             if let Phase::Running(child) = &lock(&slot.state).phase {
                 running += 1;
@@ -437,6 +455,9 @@ impl Daemon {
         let mut signal = 0;
         // SAFETY: `signals` is an initialised set and `signal` a valid place for the number.
         unsafe { libc::sigwait(&signals, &mut signal) };
+        if let Some(standby) = lock(&self.standby).take() {
+            standby.end();
+        }
         let mut children = Vec::new();
         for slot in &self.slots {
             let mut state = lock(&slot.state);
@@ -477,6 +498,41 @@ impl Daemon {
             }
         });
     }
+}
+
+/// The command line (after `fata`) that starts `service`'s monitor on the tap at descriptor
+/// `tap`.
+fn monitor_args(service: &Service, tap: RawFd) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    match &service.source {
+        Source::Snapshot(dir) => {
+            args.extend(["restore".into(), dir.into()]);
+        }
+        Source::Image {
+            path, mem, kv, mac, ..
+        } => {
+            let mac = mac.map(|b| format!("{b:02x}")).join(":");
+            args.extend(["run".into(), path.into(), "--mac".into(), mac.into()]);
+            if let Some(mem) = mem {
+                args.extend(["--mem".into(), mem.into()]);
+            }
+            for kv in kv {
+                args.extend(["--kv".into(), kv.into()]);
+            }
+        }
+    }
+    args.extend(["--name".into(), service.name.clone().into()]);
+    args.extend(["--net".into(), format!("fd:{tap}").into()]);
+    for block in &service.block {
+        args.extend(["--block".into(), block.into()]);
+    }
+    if let Source::Image { args: app, .. } = &service.source {
+        args.push("--".into());
+        args.extend(app.iter().map(OsString::from));
+        args.push("--ipv4".into());
+        args.push(format!("{}/{}", service.address, service.prefix).into());
+    }
+    args
 }
 
 /// Tells a monitor to end (SIGTERM, as `fata stop` does through its socket) and waits; kills it

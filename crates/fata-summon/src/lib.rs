@@ -13,11 +13,13 @@
 //! - [`config`]: the TOML configuration, checked with errors that name the line;
 //! - [`directory`]: the zone and the DNS answers;
 //! - [`link`]: the taps and the host's side of each;
-//! - [`daemon`]: the services' lifecycle and the loop that serves queries.
+//! - [`daemon`]: the services' lifecycle and the loop that serves queries;
+//! - [`standby`]: the `fata` process kept started ahead of the next summon.
 
 pub mod config;
 pub mod daemon;
 pub mod directory;
 pub mod link;
+pub mod standby;
 
 pub use daemon::run;
