@@ -253,7 +253,6 @@ impl Daemon {
             }
         }
         if ok {
-            self.prepare_standby();
             println!(
                 "summon: {} ready in {:.1} ms; {}",
                 slot.service.name,
@@ -261,6 +260,8 @@ impl Daemon {
                 self.usage()
             );
         }
+        // After the answers and the log line, which it would hold back by a process start.
+        self.prepare_standby();
     }
 
     /// Starts the service's monitor (in the standby process when one is ready) and waits until
