@@ -302,6 +302,9 @@ impl Inner {
         if moved != *moves {
             *moves = moved;
             *announcing = true;
+            // Settle router discovery first (a restored guest's may have timed out while it
+            // stood still), so that one renewal serves both.
+            let _ = discovery.after_poll(fata::Instant::now(), link.stats.rx_router_adverts);
             *iface = renewed(iface, link, *seed, renewals, discovery.slaac());
         }
         if *announcing {
