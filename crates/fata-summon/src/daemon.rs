@@ -15,6 +15,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -97,6 +98,8 @@ struct Daemon {
     spawner: Mutex<mpsc::Sender<SpawnRequest>>,
     /// The `fata` process started ahead for the next summon, if one is ready.
     standby: Mutex<Option<Standby>>,
+    /// Whether a thread is starting the next standby: starts that end together start one.
+    standby_starting: AtomicBool,
     socket: UdpSocket,
     directory: Mutex<Directory>,
     slots: Vec<Slot>,
@@ -155,6 +158,7 @@ impl Daemon {
             base: config.base.clone(),
             spawner: Mutex::new(spawner),
             standby: Mutex::new(None),
+            standby_starting: AtomicBool::new(false),
             socket,
             directory: Mutex::new(directory),
             slots,
@@ -312,9 +316,9 @@ impl Daemon {
         }
     }
 
-    /// Starts a standby process for the next summon, unless one is waiting already.
+    /// Starts a standby process for the next summon, unless one is waiting or being started.
     fn prepare_standby(&self) {
-        if lock(&self.standby).is_some() {
+        if lock(&self.standby).is_some() || self.standby_starting.swap(true, Ordering::AcqRel) {
             return;
         }
         let started = Standby::command(&self.fata).and_then(|(command, theirs, ours)| {
@@ -322,15 +326,12 @@ impl Daemon {
             Ok(Standby::new(child, ours))
         });
         match started {
-            Ok(standby) => {
-                if let Some(extra) = lock(&self.standby).replace(standby) {
-                    extra.end();
-                }
-            }
+            Ok(standby) => *lock(&self.standby) = Some(standby),
             Err(e) => {
                 println!("summon: cannot start a standby monitor ({e}); each summon starts its own")
             }
         }
+        self.standby_starting.store(false, Ordering::Release);
     }
 
     /// Starts `command` on the spawner thread, handing down descriptor `inherit`: a child asks
