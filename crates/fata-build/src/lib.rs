@@ -7,6 +7,8 @@
 //!   guest's own code (an explicit `--target` keeps them away from build scripts and proc-macros),
 //!   and guest builds get their own target directory so host and guest artifacts do not evict
 //!   each other.
+//! - **virtio**: the same freestanding build with `--cfg fata_target="virtio"` and the PVH link
+//!   script, giving an ELF that QEMU (`-kernel`) and other standard VMMs boot.
 //!
 //! On both targets the app's declarations (`[package.metadata.fata]`: its devices and settings,
 //! read by the `declarations` module) go into the executable as its manifest note, which `fata run` checks the
@@ -25,8 +27,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
 
-/// Fata's guest link script (image at 1 MiB, separate R-X / R / RW segments).
+/// Fata's hvt link script (image at 1 MiB, separate R-X / R / RW segments).
 pub const LINK_SCRIPT: &str = include_str!("../../fata-hvt/link.ld");
+
+/// Fata's virtio link script (a PVH ELF at 1 MiB: the entry note and the manifest note).
+pub const VIRTIO_LINK_SCRIPT: &str = include_str!("../../fata-virtio/link.ld");
 
 /// The Rust target both Fata targets compile for; guest builds pass it as `--target`, so
 /// [`guest_rustflags`] reach only the guest's own code.
@@ -43,6 +48,23 @@ pub enum Target {
     Unix,
     /// A unikernel booted by Fata's KVM monitor.
     Hvt,
+    /// A PVH unikernel with virtio devices, booted by QEMU or another standard VMM.
+    Virtio,
+}
+
+impl Target {
+    /// Whether the target builds a freestanding unikernel image (not a process).
+    pub fn is_unikernel(self) -> bool {
+        self != Target::Unix
+    }
+
+    /// The link script of a unikernel target.
+    fn link_script(self) -> &'static str {
+        match self {
+            Target::Virtio => VIRTIO_LINK_SCRIPT,
+            Target::Unix | Target::Hvt => LINK_SCRIPT,
+        }
+    }
 }
 
 impl FromStr for Target {
@@ -52,8 +74,9 @@ impl FromStr for Target {
         match name {
             "unix" => Ok(Target::Unix),
             "hvt" => Ok(Target::Hvt),
+            "virtio" => Ok(Target::Virtio),
             other => Err(format!(
-                "unknown target {other:?}: Fata builds for `unix` (a Linux process) or `hvt` (a KVM unikernel)"
+                "unknown target {other:?}: Fata builds for `unix` (a Linux process), `hvt` (a unikernel in Fata's KVM monitor) or `virtio` (a unikernel for QEMU and other VMMs)"
             )),
         }
     }
@@ -64,6 +87,7 @@ impl fmt::Display for Target {
         f.write_str(match self {
             Target::Unix => "unix",
             Target::Hvt => "hvt",
+            Target::Virtio => "virtio",
         })
     }
 }
@@ -116,32 +140,32 @@ pub enum Error {
     LinkScript(PathBuf, std::io::Error),
 }
 
-/// The rustflags of a guest build, linked with the script at `link_script`.
-pub fn guest_rustflags(link_script: &Path) -> Vec<String> {
-    let mut flags: Vec<String> = [
-        "--cfg",
-        "fata_target=\"hvt\"",
-        "-Cpanic=abort",
-        "-Crelocation-model=static",
-        "-Ccode-model=small",
-        "-Ctarget-feature=+crt-static",
-        "-Clink-arg=-nostartfiles",
-        "-Clink-arg=-static",
-        "-Clink-arg=-no-pie",
-        "-Clink-arg=-Wl,--gc-sections",
-        "-Clink-arg=-Wl,--build-id=none",
-        "-Clink-arg=-Wl,-z,norelro",
-        "-Clink-arg=-Wl,-z,noseparate-code",
-        "-Clink-arg=-Wl,-z,max-page-size=64",
-    ]
-    .map(String::from)
-    .into();
+/// The rustflags of a guest build for `target`, linked with the script at `link_script`.
+pub fn guest_rustflags(target: Target, link_script: &Path) -> Vec<String> {
+    let mut flags: Vec<String> = vec!["--cfg".into(), format!("fata_target=\"{target}\"")];
+    flags.extend(
+        [
+            "-Cpanic=abort",
+            "-Crelocation-model=static",
+            "-Ccode-model=small",
+            "-Ctarget-feature=+crt-static",
+            "-Clink-arg=-nostartfiles",
+            "-Clink-arg=-static",
+            "-Clink-arg=-no-pie",
+            "-Clink-arg=-Wl,--gc-sections",
+            "-Clink-arg=-Wl,--build-id=none",
+            "-Clink-arg=-Wl,-z,norelro",
+            "-Clink-arg=-Wl,-z,noseparate-code",
+            "-Clink-arg=-Wl,-z,max-page-size=64",
+        ]
+        .map(String::from),
+    );
     flags.push(format!("-Clink-arg=-T{}", link_script.display()));
     flags
 }
 
-/// Builds the app and returns the path of the executable; for hvt, the stripped unikernel image
-/// `NAME.hvt` beside the linked ELF `NAME`.
+/// Builds the app and returns the path of the executable; for a unikernel, the stripped image
+/// `NAME.hvt` or `NAME.virtio` beside the linked ELF `NAME`.
 pub fn build(request: &Request) -> Result<PathBuf, Error> {
     let manifest = request.crate_dir.join("Cargo.toml");
     if !manifest.is_file() {
@@ -174,11 +198,11 @@ pub fn build(request: &Request) -> Result<PathBuf, Error> {
     if request.release {
         command.arg("--release");
     }
-    if request.target == Target::Hvt {
-        let guest_dir = info.target_dir.join("fata-hvt");
-        let script = guest_dir.join(link_script_name());
+    if request.target.is_unikernel() {
+        let guest_dir = info.target_dir.join(format!("fata-{}", request.target));
+        let script = guest_dir.join(link_script_name(request.target));
         std::fs::create_dir_all(&guest_dir)
-            .and_then(|()| write_if_changed(&script, LINK_SCRIPT))
+            .and_then(|()| write_if_changed(&script, request.target.link_script()))
             .map_err(|e| Error::LinkScript(script.clone(), e))?;
         command
             .arg("--target")
@@ -188,7 +212,7 @@ pub fn build(request: &Request) -> Result<PathBuf, Error> {
             .env_remove("RUSTFLAGS")
             .env(
                 "CARGO_ENCODED_RUSTFLAGS",
-                guest_rustflags(&script).join("\x1f"),
+                guest_rustflags(request.target, &script).join("\x1f"),
             );
     }
     let mut child = command.spawn().map_err(Error::Cargo)?;
@@ -225,17 +249,17 @@ pub fn build(request: &Request) -> Result<PathBuf, Error> {
     let executable = executable.ok_or_else(|| Error::NoExecutable(request.crate_dir.clone()))?;
     match request.target {
         Target::Unix => Ok(executable),
-        Target::Hvt => strip_image(&executable),
+        target => strip_image(&executable, target),
     }
 }
 
-/// Writes `ELF.hvt` beside the linked guest, without symbols: the image to boot and ship. The
-/// linked ELF keeps its symbols for `addr2line` on a fault address.
-fn strip_image(elf: &Path) -> Result<PathBuf, Error> {
-    let image = elf.with_extension("hvt");
+/// Writes `ELF.hvt` (or `ELF.virtio`) beside the linked guest, without symbols: the image to boot
+/// and ship. The linked ELF keeps its symbols for `addr2line` on a fault address.
+fn strip_image(elf: &Path, target: Target) -> Result<PathBuf, Error> {
+    let image = elf.with_extension(target.to_string());
     // Strip into a file of this process's own and rename it into place: a monitor already
-    // reading NAME.hvt (another `fata run` of the same app) keeps the whole old file.
-    let fresh = elf.with_extension(format!("hvt.{}", std::process::id()));
+    // reading the image (another `fata run` of the same app) keeps the whole old file.
+    let fresh = elf.with_extension(format!("{target}.{}", std::process::id()));
     let status = Command::new("strip")
         .arg("--strip-all")
         .arg("-o")
@@ -313,10 +337,10 @@ fn crate_info_of(cargo: &std::ffi::OsStr, manifest: &Path) -> Result<CrateInfo, 
 
 /// The link script's file name, which carries a hash of its text: a new script changes the
 /// rustflags, so cargo relinks guests built with the old one.
-fn link_script_name() -> String {
+fn link_script_name(target: Target) -> String {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::hash::DefaultHasher::new();
-    LINK_SCRIPT.hash(&mut hasher);
+    target.link_script().hash(&mut hasher);
     format!("link-{:016x}.ld", hasher.finish())
 }
 
@@ -336,6 +360,7 @@ mod tests {
     fn targets_parse_and_unknown_ones_say_which_exist() {
         assert_eq!("hvt".parse(), Ok(Target::Hvt));
         assert_eq!("unix".parse(), Ok(Target::Unix));
+        assert_eq!("virtio".parse(), Ok(Target::Virtio));
         let error = "xen".parse::<Target>().unwrap_err();
         assert!(
             error.contains("`unix`") && error.contains("`hvt`"),
@@ -345,13 +370,15 @@ mod tests {
 
     #[test]
     fn guest_flags_select_the_hvt_platform_and_the_link_script() {
-        let flags = guest_rustflags(Path::new("/t/link.ld"));
+        let flags = guest_rustflags(Target::Hvt, Path::new("/t/link.ld"));
         assert!(
             flags
                 .windows(2)
                 .any(|w| w == ["--cfg", "fata_target=\"hvt\""])
         );
         assert_eq!(flags.last().unwrap(), "-Clink-arg=-T/t/link.ld");
+        let flags = guest_rustflags(Target::Virtio, Path::new("/t/pvh.ld"));
+        assert_eq!(flags[..2], ["--cfg", "fata_target=\"virtio\""]);
     }
 
     #[test]

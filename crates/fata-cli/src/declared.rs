@@ -63,10 +63,10 @@ fn read(image: &Path, target: Target) -> Result<Option<Manifest>, Failure> {
             let status = u8::try_from(error.exit_code()).unwrap_or(u8::MAX);
             Failure::new(status, error)
         }
-        (Target::Unix, fata_monitor::Error::Image { source, .. }) => Failure::new(
+        (Target::Unix | Target::Virtio, fata_monitor::Error::Image { source, .. }) => Failure::new(
             EXIT_START,
             format!("cannot start {}: {source}", image.display()),
         ),
-        (Target::Unix, error) => Failure::new(EXIT_START, error),
+        (Target::Unix | Target::Virtio, error) => Failure::new(EXIT_START, error),
     })
 }

@@ -29,6 +29,7 @@ mod disk;
 mod host_files;
 mod lifecycle;
 mod new;
+mod virtio;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -152,7 +153,8 @@ struct ReceiveArgs {
 
 #[derive(Args)]
 struct BuildOptions {
-    /// Where the app runs: `unix` (a Linux process) or `hvt` (a KVM unikernel).
+    /// Where the app runs: `unix` (a Linux process), `hvt` (a unikernel in Fata's KVM monitor)
+    /// or `virtio` (a unikernel QEMU boots).
     #[arg(long, value_parser = parse_target)]
     target: Option<Target>,
     /// Build with optimisations.
@@ -313,10 +315,11 @@ fn run_app(mut run: RunArgs) -> Result<ExitCode, Failure> {
         }
     }
     check_device_names(&run)?;
-    let target = run
-        .build
-        .target
-        .unwrap_or(if is_image { Target::Hvt } else { Target::Unix });
+    let target = run.build.target.unwrap_or(match run.path.extension() {
+        Some(ext) if is_image && ext == "virtio" => Target::Virtio,
+        _ if is_image => Target::Hvt,
+        _ => Target::Unix,
+    });
     let image = if is_image {
         run.path.clone()
     } else {
@@ -328,6 +331,7 @@ fn run_app(mut run: RunArgs) -> Result<ExitCode, Failure> {
     match target {
         Target::Unix => run_unix(&image, &run),
         Target::Hvt => run_hvt(&image, &run),
+        Target::Virtio => virtio::run(&image, &run),
     }
 }
 

@@ -7,7 +7,7 @@
 //! read-only key-value stores read in place ([`kv::HvtKv`]).
 //!
 //! Built with `--cfg fata_target="hvt"` it also provides the runtime a freestanding image needs
-//! (module `rt`): `_start`, the `memcpy` family, unwinding stubs, the panic handler (prints
+//! (module `rt`): `_start` (and, through `fata-freestanding`, the `memcpy` family), the panic handler (prints
 //! `panicked at FILE:LINE:COL:` and the message, exits with status 101), the talc global
 //! allocator over the RAM between the image and the stack, and the ABI note. `_start` calls the
 //! app's C symbol `main() -> i32` and exits with its return value. Without that cfg the crate is an

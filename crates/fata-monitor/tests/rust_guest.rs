@@ -20,7 +20,7 @@ fn guest_image() -> &'static Path {
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
             .join("hvt-test-guest");
-        let flags = fata_build::guest_rustflags(&hvt.join("link.ld"));
+        let flags = fata_build::guest_rustflags(fata_build::Target::Hvt, &hvt.join("link.ld"));
         let status = Command::new(env!("CARGO"))
             .args(["build", "--release", "--target", fata_build::RUST_TARGET])
             .arg("--manifest-path")

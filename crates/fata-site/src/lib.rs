@@ -39,6 +39,7 @@ const ORDER: &[(&str, &str)] = &[
     ("docs/app-api.md", "App API"),
     ("docs/hvt.md", "hvt target"),
     ("docs/hvt-abi.md", "hvt ABI"),
+    ("docs/virtio.md", "virtio target"),
     ("docs/networking.md", "Networking"),
     ("docs/dns.md", "DNS"),
     ("docs/http.md", "HTTP"),

@@ -30,6 +30,10 @@ pub const GRANULAR: u16 = 1 << 15;
 pub const USER_CODE64: u16 = PRESENT | CODE_OR_DATA | DPL3 | TYPE_CODE | LONG | GRANULAR;
 /// The flags of a DPL3 data segment.
 pub const USER_DATA: u16 = PRESENT | CODE_OR_DATA | DPL3 | TYPE_DATA | DB | GRANULAR;
+/// The flags of a DPL0 64-bit code segment (a PVH guest's own kernel code).
+pub const KERNEL_CODE64: u16 = PRESENT | CODE_OR_DATA | TYPE_CODE | LONG | GRANULAR;
+/// The flags of a DPL0 data segment.
+pub const KERNEL_DATA: u16 = PRESENT | CODE_OR_DATA | TYPE_DATA | DB | GRANULAR;
 
 /// CR0: protected mode.
 pub const CR0_PE: u64 = 1;

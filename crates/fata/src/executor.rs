@@ -209,7 +209,7 @@ impl Runtime {
     }
 }
 
-#[cfg(not(fata_target = "hvt"))]
+#[cfg(not(any(fata_target = "hvt", fata_target = "virtio")))]
 mod current {
     //! The runtime of the current thread (tests run several at once, one per thread).
     use super::Runtime;
@@ -229,7 +229,7 @@ mod current {
     }
 }
 
-#[cfg(fata_target = "hvt")]
+#[cfg(any(fata_target = "hvt", fata_target = "virtio"))]
 mod current {
     //! The runtime of the unikernel, which has one thread.
     use super::Runtime;

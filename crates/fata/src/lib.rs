@@ -8,7 +8,7 @@
 //!
 //! The platform is chosen when the app is built, not in its source: a normal build links the unix
 //! target (`fata-unix`), and `fata build --target hvt` passes `--cfg fata_target="hvt"`, which links
-//! the unikernel guest platform (`fata-hvt`) instead.
+//! the unikernel guest platform (`fata-hvt`) instead; `--target virtio` links `fata-virtio`.
 //!
 //! ```no_run
 //! #![no_std]
@@ -26,7 +26,7 @@
 #![deny(unsafe_code)]
 
 extern crate alloc;
-#[cfg(not(fata_target = "hvt"))]
+#[cfg(not(any(fata_target = "hvt", fata_target = "virtio")))]
 extern crate std;
 
 pub mod block;
@@ -52,16 +52,21 @@ pub use fata_platform::{
 };
 pub use time::{Instant, Sleep, sleep, sleep_until};
 
-/// The platform this build links: the unikernel guest.
+/// The platform this build links: the unikernel guest of Fata's monitor.
 #[cfg(fata_target = "hvt")]
 pub(crate) type Sys = fata_hvt::Hvt;
+/// The platform this build links: the unikernel guest of a standard VMM.
+#[cfg(fata_target = "virtio")]
+pub(crate) type Sys = fata_virtio::Virtio;
 /// The platform this build links: a Linux process.
-#[cfg(not(fata_target = "hvt"))]
+#[cfg(not(any(fata_target = "hvt", fata_target = "virtio")))]
 pub(crate) type Sys = fata_unix::Unix;
 
-/// The name of the target this build runs on: `"hvt"` or `"unix"`.
+/// The name of the target this build runs on: `"hvt"`, `"virtio"` or `"unix"`.
 pub const TARGET: &str = if cfg!(fata_target = "hvt") {
     "hvt"
+} else if cfg!(fata_target = "virtio") {
+    "virtio"
 } else {
     "unix"
 };
